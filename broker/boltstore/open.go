@@ -1,0 +1,246 @@
+package boltstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/portbroker/portbroker/broker"
+)
+
+var (
+	// ErrLocked matches the error Open returns when another Store, in this
+	// process or another, has the file open.
+	ErrLocked = errors.New("state file locked")
+	// ErrCorrupt matches the error Open and Load return for a file they
+	// cannot read. The file is left as it was; see MoveAside.
+	ErrCorrupt = errors.New("state file unreadable")
+)
+
+type lockedError struct{ path string }
+
+func (e *lockedError) Error() string {
+	return "state file " + e.path + " is locked: another portbrokerd is using this state dir"
+}
+
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+type corruptError struct {
+	path string
+	why  string
+	err  error // the underlying cause, if any
+}
+
+func (e *corruptError) Error() string {
+	return fmt.Sprintf("state file %s cannot be read: %s; move it aside, or start portbrokerd with --recover to move it aside and start empty", e.path, e.why)
+}
+
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+func (e *corruptError) Unwrap() error { return e.err }
+
+func corrupt(path, format string, args ...any) error {
+	return &corruptError{path: path, why: fmt.Sprintf(format, args...)}
+}
+
+// panicError is a panic or memory fault that bbolt raised while reading a
+// damaged file.
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprint(e.v) }
+
+// guard runs fn, turning a panic or a fault on a mapped page past the end
+// of the file into an error: that is how bbolt meets some damage.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{v: v}
+		}
+	}()
+	return fn()
+}
+
+// classify turns an error from opening or reading path into one that
+// matches ErrLocked or ErrCorrupt when it means that, else wraps it.
+func classify(path string, err error) error {
+	var (
+		pe      *panicError
+		pathErr *fs.PathError
+		errno   syscall.Errno
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrLocked):
+		return err
+	case errors.Is(err, berrors.ErrTimeout):
+		return &lockedError{path: path}
+	case errors.As(err, &pe):
+		return &corruptError{path: path, why: "damaged page (" + pe.Error() + ")", err: err}
+	case errors.Is(err, berrors.ErrInvalid):
+		return &corruptError{path: path, why: "not a bbolt database", err: err}
+	case errors.Is(err, berrors.ErrVersionMismatch):
+		return &corruptError{path: path, why: "written by an unknown bbolt version", err: err}
+	case errors.Is(err, berrors.ErrChecksum):
+		return &corruptError{path: path, why: "bad checksum", err: err}
+	case errors.As(err, &pathErr), errors.As(err, &errno):
+		// The file could not be opened, locked or mapped: nothing is known
+		// about its contents.
+		return fmt.Errorf("open state file %s: %w", path, err)
+	}
+	// bbolt's other open errors (a file too short to hold its meta pages,
+	// say) are about the contents.
+	return &corruptError{path: path, why: err.Error(), err: err}
+}
+
+// verify reads an existing file through a read-only handle, all of it,
+// before Open lets bbolt write to it: on a damaged file bbolt would
+// otherwise write its own pages, or on Windows grow the file to its map
+// size, or fault on a page past the end.
+func verify(path string, timeout time.Duration) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("open state file: %w", err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("open state file %s: not a regular file", path)
+	case fi.Size() == 0:
+		// Holds nothing to lose; a crash between creating the file and
+		// writing its first pages leaves one. bbolt initialises it.
+		return nil
+	}
+
+	// bbolt leaves its file open if it panics; keep hold of it to close.
+	var f *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		var err error
+		f, err = os.OpenFile(name, flag, perm)
+		return f, err
+	}
+	var db *bolt.DB
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: openFile})
+		return err
+	})
+	if err != nil {
+		if pe := (*panicError)(nil); errors.As(err, &pe) && f != nil {
+			f.Close()
+		}
+		return classify(path, err)
+	}
+	defer db.Close()
+	fi, err = f.Stat()
+	if err != nil {
+		return fmt.Errorf("open state file: %w", err)
+	}
+	err = guard(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if need := tx.Size(); fi.Size() < need {
+				return corrupt(path, "truncated: %d bytes, but its pages reach byte %d", fi.Size(), need)
+			}
+			fresh, err := checkSchema(tx, path)
+			if err != nil || fresh {
+				return err
+			}
+			_, err = readState(tx, path)
+			return err
+		})
+	})
+	return classify(path, err)
+}
+
+// checkSchema reports whether tx's file is a new bbolt file with no
+// buckets yet, or else whether it is a portbroker state file this code
+// can read.
+func checkSchema(tx *bolt.Tx, path string) (fresh bool, err error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return false, corrupt(path, "not a portbroker state file (no %q bucket, but a %q one)", bucketMeta, k)
+		}
+		return true, nil
+	}
+	raw := meta.Get(keySchema)
+	v, err := strconv.ParseUint(string(raw), 10, 32)
+	switch {
+	case err != nil:
+		return false, corrupt(path, "schema version %q is not a number", raw)
+	case v > schemaVersion:
+		return false, corrupt(path, "schema version %d is newer than this portbrokerd reads (%d), so run a newer portbrokerd", v, schemaVersion)
+	case v < schemaVersion:
+		return false, corrupt(path, "unknown schema version %d", v)
+	}
+	for _, name := range [][]byte{bucketLeases, bucketLastPorts} {
+		if tx.Bucket(name) == nil {
+			return false, corrupt(path, "bucket %q missing", name)
+		}
+	}
+	return false, nil
+}
+
+// readState decodes every record, so that a damaged one is reported
+// rather than dropped.
+func readState(tx *bolt.Tx, path string) (broker.State, error) {
+	st := broker.State{LastPorts: make(map[broker.NameKey]uint16)}
+	err := tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
+		if v == nil {
+			return corrupt(path, "lease record %q is a bucket", k)
+		}
+		l, err := decodeLease(v)
+		if err != nil {
+			// Not wrapped: a FieldError here would match broker.ErrInvalid.
+			return corrupt(path, "lease record %q: %v", k, err)
+		}
+		if l.ID != string(k) {
+			return corrupt(path, "lease record %q holds lease %q", k, l.ID)
+		}
+		st.Leases = append(st.Leases, l)
+		return nil
+	})
+	if err != nil {
+		return broker.State{}, err
+	}
+	err = tx.Bucket(bucketLastPorts).ForEach(func(k, v []byte) error {
+		key, err := decodeNameKey(k)
+		if err != nil {
+			return corrupt(path, "last port record %q: %v", k, err)
+		}
+		port, err := decodePort(v)
+		if err != nil {
+			return corrupt(path, "last port record %q: %v", k, err)
+		}
+		st.LastPorts[key] = port
+		return nil
+	})
+	if err != nil {
+		return broker.State{}, err
+	}
+	return st, nil
+}
+
+// MoveAside renames the file at path to path+".corrupt-<UTC time>",
+// keeping its bytes for a later look, and returns the new name. Call it
+// only once Open has returned an error matching ErrCorrupt: it does not
+// check whether another portbrokerd has the file open.
+func MoveAside(path string) (string, error) {
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if _, err := os.Lstat(aside); err == nil {
+		return "", fmt.Errorf("move %s aside: %s already exists", path, aside)
+	}
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("move state file aside: %w", err)
+	}
+	return aside, nil
+}
