@@ -1,0 +1,264 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memStore is a Store in memory; failNext makes the next write fail.
+type memStore struct {
+	mu        sync.Mutex
+	leases    map[string]Lease
+	lastPorts map[NameKey]uint16
+	failNext  error
+	writes    int
+}
+
+func newMemStore() *memStore {
+	return &memStore{leases: map[string]Lease{}, lastPorts: map[NameKey]uint16{}}
+}
+
+func (s *memStore) Load(context.Context) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return State{Leases: slices.Collect(maps.Values(s.leases)), LastPorts: maps.Clone(s.lastPorts)}, nil
+}
+
+func (s *memStore) Put(_ context.Context, l Lease) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.failNext; err != nil {
+		s.failNext = nil
+		return err
+	}
+	s.writes++
+	s.leases[l.ID] = l
+	s.lastPorts[l.Key()] = l.Port
+	return nil
+}
+
+func (s *memStore) Delete(_ context.Context, ids ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.failNext; err != nil {
+		s.failNext = nil
+		return err
+	}
+	s.writes++
+	for _, id := range ids {
+		delete(s.leases, id)
+	}
+	return nil
+}
+
+func (s *memStore) snapshot() map[string]Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.leases)
+}
+
+// fakeProcs is a process table the test edits.
+type fakeProcs struct {
+	mu    sync.Mutex
+	procs map[int]Process
+}
+
+func newFakeProcs(pids ...int) *fakeProcs {
+	f := &fakeProcs{procs: map[int]Process{}}
+	for _, pid := range pids {
+		f.spawn(pid)
+	}
+	return f
+}
+
+var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func (f *fakeProcs) spawn(pid int) Process {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := Process{PID: pid, StartTime: epoch.Add(time.Duration(pid) * time.Second), Name: fmt.Sprintf("proc%d", pid), User: "1000"}
+	f.procs[pid] = p
+	return p
+}
+
+func (f *fakeProcs) kill(pid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.procs, pid)
+}
+
+// reuse replaces pid with a new process that has another start time.
+func (f *fakeProcs) reuse(pid int) Process {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.procs[pid]
+	p.StartTime = p.StartTime.Add(time.Hour)
+	p.Name = "impostor"
+	f.procs[pid] = p
+	return p
+}
+
+func (f *fakeProcs) Lookup(pid int) (Process, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.procs[pid]
+	if !ok {
+		return Process{}, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+	}
+	return p, nil
+}
+
+// fakeProber fails the ports in busy and counts probes per port.
+type fakeProber struct {
+	mu     sync.Mutex
+	busy   map[uint16]bool
+	probes map[uint16]int
+}
+
+func newFakeProber(busy ...uint16) *fakeProber {
+	p := &fakeProber{busy: map[uint16]bool{}, probes: map[uint16]int{}}
+	for _, port := range busy {
+		p.busy[port] = true
+	}
+	return p
+}
+
+func (p *fakeProber) Probe(port uint16, _ Protocol) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probes[port]++
+	if p.busy[port] {
+		return &BindError{Port: port, Class: BindInUse, Network: "tcp4", Detail: "address already in use"}
+	}
+	return nil
+}
+
+func (p *fakeProber) setBusy(port uint16, busy bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.busy[port] = busy
+}
+
+func (p *fakeProber) count(port uint16) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.probes[port]
+}
+
+// fakeWatcher lets the test report exits.
+type fakeWatcher struct {
+	mu      sync.Mutex
+	watched map[procKey]Process
+	exits   chan Process
+	closed  bool
+}
+
+func newFakeWatcher() *fakeWatcher {
+	return &fakeWatcher{watched: map[procKey]Process{}, exits: make(chan Process, 16)}
+}
+
+func (w *fakeWatcher) Add(p Process) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.watched[keyOf(p)] = p
+	return nil
+}
+
+func (w *fakeWatcher) Remove(p Process) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.watched, keyOf(p))
+}
+
+func (w *fakeWatcher) Exits() <-chan Process { return w.exits }
+
+func (w *fakeWatcher) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.exits)
+	}
+	return nil
+}
+
+func (w *fakeWatcher) isWatched(p Process) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.watched[keyOf(p)]
+	return ok
+}
+
+// exit reports p as exited, as a real watcher would once.
+func (w *fakeWatcher) exit(p Process) {
+	w.mu.Lock()
+	delete(w.watched, keyOf(p))
+	w.mu.Unlock()
+	w.exits <- p
+}
+
+type rig struct {
+	t       *testing.T
+	b       *Broker
+	store   *memStore
+	procs   *fakeProcs
+	prober  *fakeProber
+	watcher *fakeWatcher
+}
+
+// smallPool is 100 ports, none of them reserved.
+var smallPool = PoolConfig{Range: PortRange{First: 20000, Last: 20099}, Ephemeral: PortRange{First: 32768, Last: 60999}}
+
+func newRig(t *testing.T, cfg Config) *rig {
+	t.Helper()
+	r := &rig{t: t, store: newMemStore(), procs: newFakeProcs(100, 101, 102, 103), prober: newFakeProber(), watcher: newFakeWatcher()}
+	r.open(cfg)
+	return r
+}
+
+func (r *rig) open(cfg Config) {
+	r.t.Helper()
+	if cfg.Pool.Range == (PortRange{}) {
+		cfg.Pool = smallPool
+	}
+	b, err := Open(context.Background(), cfg, Deps{Store: r.store, Processes: r.procs, Prober: r.prober, Watcher: r.watcher})
+	if err != nil {
+		r.t.Fatalf("Open: %v", err)
+	}
+	r.b = b
+	r.t.Cleanup(func() { b.Close() })
+}
+
+// reopen closes the broker and opens a new one on the same store, as a
+// daemon restart does.
+func (r *rig) reopen(cfg Config) {
+	r.t.Helper()
+	r.b.Close()
+	r.watcher = newFakeWatcher()
+	r.open(cfg)
+}
+
+func (r *rig) acquire(req AcquireRequest) AcquireResult {
+	r.t.Helper()
+	if req.OwnerPID == 0 {
+		req.OwnerPID = 100
+	}
+	res, err := r.b.Acquire(context.Background(), req)
+	if err != nil {
+		r.t.Fatalf("Acquire(%+v): %v", req, err)
+	}
+	return res
+}
+
+func mustErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+}
