@@ -1,0 +1,207 @@
+package unix
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	xunix "golang.org/x/sys/unix"
+
+	"github.com/portbroker/portbroker/broker"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times. It is 100 on
+// every architecture Go supports.
+const clockTicks = 100
+
+// procTable reads processes from /proc.
+type procTable struct {
+	// bootTime is read once: the kernel derives btime from the wall clock, so
+	// it can shift when the clock is stepped, and start times must not.
+	bootTime func() (time.Time, error)
+}
+
+func newProcTable() procTable {
+	return procTable{bootTime: sync.OnceValues(readBootTime)}
+}
+
+func (t procTable) lookup(pid int) (broker.Process, error) {
+	if pid <= 0 {
+		return broker.Process{}, fmt.Errorf("pid %d: %w", pid, broker.ErrNoProcess)
+	}
+	boot, err := t.bootTime()
+	if err != nil {
+		return broker.Process{}, err
+	}
+	// Read both files through one directory descriptor, so that both describe
+	// the same process even if the PID is reused in between.
+	dir, err := xunix.Open("/proc/"+strconv.Itoa(pid), xunix.O_RDONLY|xunix.O_DIRECTORY|xunix.O_CLOEXEC, 0)
+	if err != nil {
+		return broker.Process{}, procError(pid, "open", err)
+	}
+	defer xunix.Close(dir)
+
+	var buf [1024]byte
+	n, err := readAt(dir, "stat", buf[:])
+	if err != nil {
+		return broker.Process{}, procError(pid, "read stat", err)
+	}
+	st, err := parseStat(buf[:n])
+	if err != nil {
+		return broker.Process{}, fmt.Errorf("pid %d: /proc/%d/stat: %w", pid, pid, err)
+	}
+	if st.state == 'Z' || st.state == 'X' {
+		return broker.Process{}, fmt.Errorf("pid %d: exited: %w", pid, broker.ErrNoProcess)
+	}
+	n, err = readAt(dir, "status", buf[:])
+	if err != nil {
+		return broker.Process{}, procError(pid, "read status", err)
+	}
+	uid, err := parseStatusUID(buf[:n])
+	if err != nil {
+		return broker.Process{}, fmt.Errorf("pid %d: /proc/%d/status: %w", pid, pid, err)
+	}
+	return broker.Process{
+		PID:       pid,
+		StartTime: boot.Add(time.Duration(st.startTicks) * (time.Second / clockTicks)),
+		Name:      st.comm,
+		User:      uid,
+	}, nil
+}
+
+// procError maps the errors of a vanished process to broker.ErrNoProcess.
+func procError(pid int, op string, err error) error {
+	if errors.Is(err, xunix.ENOENT) || errors.Is(err, xunix.ESRCH) {
+		return fmt.Errorf("pid %d: %w", pid, broker.ErrNoProcess)
+	}
+	return fmt.Errorf("pid %d: %s /proc/%d: %w", pid, op, pid, err)
+}
+
+// readAt reads the start of file name in directory dir into buf.
+func readAt(dir int, name string, buf []byte) (int, error) {
+	fd, err := xunix.Openat(dir, name, xunix.O_RDONLY|xunix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer xunix.Close(fd)
+	for {
+		n, err := xunix.Read(fd, buf)
+		if err == xunix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+// procStat is what Lookup needs from /proc/PID/stat.
+type procStat struct {
+	comm       string
+	state      byte
+	startTicks uint64
+}
+
+// parseStat reads /proc/PID/stat: "PID (COMM) STATE PPID ... STARTTIME ...".
+// COMM may hold spaces and parentheses, so the fields start after the last
+// ')'; STARTTIME is field 22.
+func parseStat(b []byte) (procStat, error) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, errors.New("want \"PID (COMM) FIELDS...\": no parenthesised command name")
+	}
+	st := procStat{comm: string(b[open+1 : end])}
+	rest := bytes.TrimRight(b[end+1:], "\n")
+	// Fields 3 to 22, one space before each.
+	var field []byte
+	for i := 3; i <= 22; i++ {
+		if len(rest) == 0 || rest[0] != ' ' {
+			return procStat{}, fmt.Errorf("field %d missing: want 22 or more space-separated fields", i)
+		}
+		rest = rest[1:]
+		j := bytes.IndexByte(rest, ' ')
+		if j < 0 {
+			j = len(rest)
+		}
+		field, rest = rest[:j], rest[j:]
+		if i == 3 {
+			if len(field) != 1 {
+				return procStat{}, fmt.Errorf("state %q: want one letter", string(field))
+			}
+			st.state = field[0]
+		}
+	}
+	ticks, ok := parseDecimal(field)
+	if !ok {
+		return procStat{}, fmt.Errorf("starttime %q: want a decimal number of clock ticks", string(field))
+	}
+	st.startTicks = ticks
+	return st, nil
+}
+
+// parseStatusUID returns the real uid from the "Uid:" line of
+// /proc/PID/status ("Uid:\tREAL\tEFFECTIVE\tSAVED\tFS").
+func parseStatusUID(b []byte) (string, error) {
+	var line []byte
+	for len(b) > 0 {
+		var ok bool
+		line, b, _ = bytes.Cut(b, []byte("\n"))
+		if line, ok = bytes.CutPrefix(line, []byte("Uid:")); ok {
+			line = bytes.TrimLeft(line, " \t")
+			if i := bytes.IndexAny(line, " \t"); i >= 0 {
+				line = line[:i]
+			}
+			if len(line) == 0 {
+				break
+			}
+			if _, ok := parseDecimal(line); !ok {
+				return "", fmt.Errorf("Uid %q: want a decimal uid", string(line))
+			}
+			return string(line), nil
+		}
+	}
+	return "", errors.New("no Uid line")
+}
+
+// parseDecimal parses a non-empty unsigned decimal that fits in 64 bits,
+// without the allocation strconv would make for a []byte.
+func parseDecimal(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+// readBootTime returns the boot time from the btime line of /proc/stat.
+func readBootTime() (time.Time, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, fmt.Errorf("boot time: %w", err)
+	}
+	return parseBootTime(data)
+}
+
+func parseBootTime(b []byte) (time.Time, error) {
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte("\n"))
+		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
+			sec, ok := parseDecimal(bytes.TrimSpace(v))
+			if !ok || sec > 1<<40 {
+				return time.Time{}, fmt.Errorf("/proc/stat: btime %q: want seconds since 1970", v)
+			}
+			return time.Unix(int64(sec), 0), nil
+		}
+	}
+	return time.Time{}, errors.New("/proc/stat: no btime line")
+}
