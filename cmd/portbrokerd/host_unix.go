@@ -1,0 +1,10 @@
+//go:build unix
+
+package main
+
+import (
+	"github.com/portbroker/portbroker/internal/daemon"
+	"github.com/portbroker/portbroker/platform/unix"
+)
+
+func newHost() daemon.Host { return unix.New() }

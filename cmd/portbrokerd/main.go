@@ -1,0 +1,151 @@
+// Command portbrokerd is the per-host port broker daemon.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/portbroker/portbroker/internal/daemon"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program; it returns the exit code.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	v := viper.New()
+	cmd := newRootCmd(v, stderr)
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "portbrokerd: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+type usageError struct{ error }
+
+func newRootCmd(v *viper.Viper, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "portbrokerd",
+		Short: "Lease local ports to dev services and reclaim them when their owners die",
+		Long: `portbrokerd leases ports to local services over gRPC, records each lease's
+owner process, and reclaims the lease when the owner exits.
+
+Settings come from flags, then PORTBROKER_* environment variables, then the
+config file (--config, else portbroker.yaml in the user config dir).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd, v, stderr)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Version = version
+			return daemon.Run(cmd.Context(), cfg, newHost(), log, nil)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	f := cmd.Flags()
+	f.String("addr", "", "address to serve: unix:///abs/path.sock, tcp://127.0.0.1:N or npipe:////./pipe/NAME (default: per-user socket)")
+	f.String("state-dir", "", "directory of the lease store (default: per-user state dir)")
+	f.String("config", "", "config file (default: portbroker.yaml in the user config dir)")
+	f.String("range", "", "pool range such as 20000-32767 (default: 20000 up to the OS ephemeral start, at most 49151)")
+	f.StringSlice("exclude", nil, "ports or ranges to keep out of the pool, such as 25000-25100,27017")
+	f.String("poll-interval", "", "how often to poll owners where exits cannot be watched as events (default 1s)")
+	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("log-format", "text", "text or json")
+	f.Bool("recover", false, "move an unreadable lease store aside (keeping it) and start empty")
+	for _, name := range []string{"addr", "state-dir", "range", "exclude", "poll-interval", "log-level", "log-format", "recover"} {
+		_ = v.BindPFlag(strings.ReplaceAll(name, "-", "_"), f.Lookup(name))
+	}
+	cmd.AddCommand(newServiceCmd())
+	return cmd
+}
+
+func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Config, *slog.Logger, error) {
+	v.SetEnvPrefix("PORTBROKER")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_", ".", "_"))
+	v.AutomaticEnv()
+	file, _ := cmd.Flags().GetString("config")
+	if file == "" {
+		file = os.Getenv("PORTBROKER_CONFIG")
+	}
+	explicit := file != ""
+	if !explicit {
+		if dir, err := os.UserConfigDir(); err == nil {
+			file = filepath.Join(dir, "portbroker", "portbroker.yaml")
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			if explicit || !errors.Is(err, os.ErrNotExist) {
+				return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
+			}
+		} else if err := daemon.CheckKeys(v.AllKeys()); err != nil {
+			return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
+		}
+	}
+	log, err := newLogger(stderr, v.GetString("log_level"), v.GetString("log_format"))
+	if err != nil {
+		return daemon.Config{}, nil, err
+	}
+	var services map[string]daemon.ServiceSettings
+	if err := v.UnmarshalKey("services", &services); err != nil {
+		return daemon.Config{}, nil, fmt.Errorf("services: %w", err)
+	}
+	s := daemon.Settings{
+		Addr:         v.GetString("addr"),
+		StateDir:     v.GetString("state_dir"),
+		Range:        v.GetString("range"),
+		Exclude:      v.GetStringSlice("exclude"),
+		Services:     services,
+		PollInterval: v.GetString("poll_interval"),
+		Recover:      v.GetBool("recover"),
+	}
+	cfg, err := s.Resolve()
+	return cfg, log, err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log_level: %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log_format: %q: want text or json", format)
+}

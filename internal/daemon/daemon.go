@@ -1,0 +1,217 @@
+// Package daemon runs portbrokerd: it opens the store, builds the broker on
+// the host's facts, and serves it over the local transport until its
+// context ends.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/portbroker/portbroker/broker"
+	"github.com/portbroker/portbroker/broker/boltstore"
+	"github.com/portbroker/portbroker/internal/ipc"
+	"github.com/portbroker/portbroker/internal/rpcserver"
+	"google.golang.org/grpc"
+)
+
+// Host is what the daemon needs from the platform package.
+type Host interface {
+	broker.ProcessTable
+	broker.Prober
+	EphemeralRange() (broker.PortRange, error)
+	ReservedRanges() ([]broker.PortRange, error)
+	NewExitWatcher(pollInterval time.Duration) (broker.ExitWatcher, error)
+}
+
+// Names of files in the state dir.
+const (
+	StoreFile = "leases.db"
+	PIDFile   = "portbrokerd.pid"
+)
+
+// shutdownGrace bounds how long in-flight calls may take once a stop is asked.
+const shutdownGrace = 10 * time.Second
+
+// ErrAlreadyRunning matches a start refused because another daemon holds
+// the state dir or the address.
+var ErrAlreadyRunning = errors.New("another portbrokerd is running")
+
+// Run serves the broker until ctx ends, then stops cleanly. ready, if not
+// nil, is called with the address once the daemon accepts calls.
+func Run(ctx context.Context, cfg Config, host Host, log *slog.Logger, ready func(addr string)) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	started := time.Now()
+	var err error
+	if cfg.Addr == "" {
+		if cfg.Addr, err = ipc.DefaultAddr(); err != nil {
+			return fmt.Errorf("default address: %w", err)
+		}
+	}
+	if cfg.StateDir == "" {
+		if cfg.StateDir, err = ipc.DefaultStateDir(); err != nil {
+			return fmt.Errorf("default state dir: %w", err)
+		}
+	}
+	if err := prepareStateDir(cfg.StateDir); err != nil {
+		return err
+	}
+
+	store, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	eph, err := host.EphemeralRange()
+	if err != nil {
+		return fmt.Errorf("read the OS ephemeral port range: %w", err)
+	}
+	reserved, err := host.ReservedRanges()
+	if err != nil {
+		return fmt.Errorf("read the OS reserved port ranges: %w", err)
+	}
+	watcher, err := host.NewExitWatcher(cfg.PollInterval)
+	if err != nil {
+		return fmt.Errorf("watch owner processes: %w", err)
+	}
+	b, err := broker.Open(ctx, broker.Config{
+		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
+		Services: cfg.Services,
+		Logger:   log,
+	}, broker.Deps{Store: store, Processes: host, Prober: host, Watcher: watcher})
+	if err != nil {
+		watcher.Close()
+		return err
+	}
+	defer b.Close()
+
+	ln, err := ipc.Listen(cfg.Addr)
+	if err != nil {
+		if errors.Is(err, ipc.ErrAddrInUse) {
+			return fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
+		}
+		return err
+	}
+	pidPath := filepath.Join(cfg.StateDir, PIDFile)
+	if err := writePIDFile(pidPath, cfg.Addr); err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(pidPath)
+
+	srv := rpcserver.New(b, rpcserver.Info{Version: cfg.Version, StatePath: store.Path(), StartedAt: started}, nil)
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(rpcserver.UnaryDeadline))
+	srv.Register(gs)
+
+	st := b.Status()
+	log.Info("portbrokerd serving", "addr", cfg.Addr, "state", store.Path(), "pool", st.Pool.String(),
+		"pool_size", st.PoolSize, "ephemeral", eph.String(), "reserved", broker.FormatRanges(reserved),
+		"leases", st.Leases, "pid", os.Getpid(), "platform", runtime.GOOS+"/"+runtime.GOARCH)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(ln) }()
+	if ready != nil {
+		ready(cfg.Addr)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve %s: %w", cfg.Addr, err)
+	case <-ctx.Done():
+	}
+	log.Info("portbrokerd stopping")
+	srv.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownGrace):
+		log.Warn("in-flight calls did not finish in time; stopping them", "grace", shutdownGrace)
+		gs.Stop()
+		<-stopped
+	}
+	<-serveErr
+	log.Info("portbrokerd stopped")
+	return nil
+}
+
+// prepareStateDir creates the state dir private to the user and refuses
+// one that others may write, since whoever writes the store decides which
+// processes the daemon kills.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("state dir %s is writable by group or others (mode %v): run chmod 700 on it", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+func openStore(cfg Config, log *slog.Logger) (*boltstore.Store, error) {
+	path := filepath.Join(cfg.StateDir, StoreFile)
+	store, err := boltstore.Open(path)
+	switch {
+	case err == nil:
+		return store, nil
+	case errors.Is(err, boltstore.ErrLocked):
+		if who := readPIDFile(filepath.Join(cfg.StateDir, PIDFile)); who != "" {
+			return nil, fmt.Errorf("%w on state dir %s: %s", ErrAlreadyRunning, cfg.StateDir, who)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
+	case errors.Is(err, boltstore.ErrCorrupt) && cfg.Recover:
+		aside, merr := boltstore.MoveAside(path)
+		if merr != nil {
+			return nil, fmt.Errorf("%v; and moving it aside failed: %w", err, merr)
+		}
+		log.Warn("state file unreadable; moved aside and starting empty", "file", path, "kept_as", aside, "err", err)
+		return boltstore.Open(path)
+	}
+	return nil, err
+}
+
+type pidRecord struct {
+	PID  int    `json:"pid"`
+	Addr string `json:"addr"`
+}
+
+// writePIDFile records who serves this state dir, so a second daemon can
+// name the first. The store's lock, not this file, is what excludes it.
+func writePIDFile(path, addr string) error {
+	data, _ := json.Marshal(pidRecord{PID: os.Getpid(), Addr: addr})
+	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func readPIDFile(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var rec pidRecord
+	if json.Unmarshal(data, &rec) != nil || rec.PID == 0 {
+		return ""
+	}
+	return fmt.Sprintf("portbrokerd pid %d serving %s", rec.PID, rec.Addr)
+}
