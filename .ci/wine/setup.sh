@@ -98,4 +98,26 @@ if ! cmp -s "$tmp" "$system32/bcryptprimitives.dll"; then
 	log "installed bcryptprimitives.dll shim in $system32"
 fi
 
+# Go 1.25+ removes files (os.RemoveAll, hence every t.TempDir cleanup)
+# with NtSetInformationFile(FileDispositionInformationEx), falling back to
+# the older call only on the statuses Windows returns when it lacks that
+# class. Wine 8.0 returns STATUS_NOT_IMPLEMENTED instead. A go build overlay
+# adds that status to the fallback in the Windows test builds, leaving the Go
+# installation untouched; gotest passes it to go test.
+command -v go >/dev/null || die "go is not on PATH"
+overlay=$WINEPREFIX/go-overlay
+mkdir -p "$overlay"
+src=$(go env GOROOT)/src/internal/syscall/windows/at_windows.go
+fallback='^([[:space:]]*)case STATUS_INVALID_INFO_CLASS, (// the operating system)'
+if [[ -f $src ]] && grep -q 'NOT_IMPLEMENTED' "$src"; then
+	printf '{"Replace":{}}\n' >"$overlay/overlay.json" # this Go falls back already
+elif [[ -f $src ]] && grep -qE "$fallback" "$src"; then
+	sed -E "s|$fallback|\\1case NTStatus(0xC0000002), // STATUS_NOT_IMPLEMENTED, from Wine 8.0\\n\\1\\tSTATUS_INVALID_INFO_CLASS, \\2|" \
+		"$src" >"$overlay/at_windows.go"
+	printf '{"Replace":{"%s":"%s"}}\n' "$src" "$overlay/at_windows.go" >"$overlay/overlay.json"
+else
+	log "warning: $src has no FileDispositionInformationEx fallback to extend; os.RemoveAll may fail under Wine"
+	printf '{"Replace":{}}\n' >"$overlay/overlay.json"
+fi
+
 printf '%s\n' "$WINEPREFIX"

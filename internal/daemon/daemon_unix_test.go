@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/portbroker/portbroker/internal/ipc"
-	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 	"github.com/portbroker/portbroker/platform/unix"
+	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
