@@ -45,3 +45,60 @@ type ExitWatcher interface {
 	Exits() <-chan Process
 	Close() error
 }
+
+// ProcessInfo is what the broker knows of a process when it reports or
+// stops it.
+type ProcessInfo struct {
+	Process
+	Exe     string
+	Cmdline []string
+	// PPID is the parent's PID; ParentAlive is false when the parent is gone
+	// (on Windows, also when the PID now belongs to a process that started
+	// after this one, since Windows reuses parent PIDs).
+	PPID        int
+	ParentAlive bool
+	// KernelThread is true for kernel threads, which have no user space to stop.
+	KernelThread bool
+	// SessionLeader is true for the leader of a login session (Unix setsid
+	// leader whose session is a login, such as a shell's sshd or login parent).
+	SessionLeader bool
+	// System is true for processes the OS runs for itself (Windows services
+	// host, LocalSystem processes, Unix daemons owned by root with no
+	// terminal); the broker never stops them.
+	System bool
+	// LocalAddr and Protocol say how the process holds a port, when it was
+	// found as a holder.
+	LocalAddr string
+	Protocol  Protocol
+}
+
+// ProcessInspector reads full facts about processes.
+type ProcessInspector interface {
+	// Inspect returns the facts of a live process, or an error matching
+	// ErrNoProcess.
+	Inspect(pid int) (ProcessInfo, error)
+	// Descendants returns the live descendants of p, children before
+	// grandchildren. A process counts as a child only if it started no
+	// earlier than its parent, so reused parent PIDs are not followed.
+	Descendants(p Process) ([]ProcessInfo, error)
+}
+
+// PortHolders finds the processes that hold a port.
+type PortHolders interface {
+	// Holders returns every process with a socket bound to port for proto
+	// (TCP listeners and bound UDP sockets, IPv4 and IPv6), with LocalAddr
+	// and Protocol set. A port held by a socket whose process cannot be seen
+	// yields no entry rather than an error.
+	Holders(port uint16, proto Protocol) ([]ProcessInfo, error)
+}
+
+// Killer stops processes. Both methods act only if p is still the same
+// process (PID and start time), and return an error matching ErrNoProcess
+// when it has already exited.
+type Killer interface {
+	// Terminate asks p to stop: SIGTERM on Unix, CTRL_BREAK or WM_CLOSE on
+	// Windows.
+	Terminate(p Process) error
+	// Kill stops p at once: SIGKILL on Unix, TerminateProcess on Windows.
+	Kill(p Process) error
+}
