@@ -22,6 +22,10 @@ import (
 var version = "dev"
 
 func main() {
+	// Under the Windows service manager the service runs the daemon instead.
+	if code, ok := runAsService(run); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr)
 	stop()
