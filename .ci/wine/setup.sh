@@ -98,7 +98,7 @@ if ! cmp -s "$tmp" "$system32/bcryptprimitives.dll"; then
 	log "installed bcryptprimitives.dll shim in $system32"
 fi
 
-# Go 1.25+ removes files (os.RemoveAll, hence every t.TempDir cleanup)
+# Go 1.26 removes files (os.RemoveAll, hence every t.TempDir cleanup)
 # with NtSetInformationFile(FileDispositionInformationEx), falling back to
 # the older call only on the statuses Windows returns when it lacks that
 # class. Wine 8.0 returns STATUS_NOT_IMPLEMENTED instead. A go build overlay
