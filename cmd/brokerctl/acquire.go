@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/portbroker/portbroker/client"
+	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
+)
+
+func (c *cli) acquireCmd() *cobra.Command {
+	var (
+		port, pid, launcherPID int
+		ttl                    time.Duration
+		udp, tcpUDP            bool
+		namespace              string
+		strict, reclaim        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "acquire NAME",
+		Short: "Lease a port for NAME and print it",
+		Long: `Lease a port for NAME and print it. The lease belongs to --pid, by default
+the shell that ran brokerctl, and ends when that process exits.`,
+		Example: `  PORT=$(brokerctl acquire web --port 8000)
+  brokerctl acquire dns --udp --ttl 5m -o json`,
+		Args: cobra.ExactArgs(1),
+	}
+	out := newOutputFlag(cmd, "port", "json")
+	f := cmd.Flags()
+	f.IntVar(&port, "port", 0, "preferred port (default: any free port in the pool)")
+	f.IntVar(&pid, "pid", 0, "owner process (default: brokerctl's parent, the shell that ran it)")
+	f.IntVar(&launcherPID, "launcher-pid", 0, "launcher that asks on the owner's behalf; its exit reclaims an orphaned owner's port")
+	f.DurationVar(&ttl, "ttl", 0, "expire the lease unless renewed within this long (default: live as long as the owner)")
+	f.BoolVar(&udp, "udp", false, "lease the port for UDP instead of TCP")
+	f.BoolVar(&tcpUDP, "tcp-udp", false, "lease the port for both TCP and UDP")
+	f.StringVar(&namespace, "namespace", "default", "namespace of the lease name")
+	f.BoolVar(&strict, "strict", false, "fail instead of falling back to another port when --port is not free")
+	f.BoolVar(&reclaim, "reclaim", false, "stop an orphan of an earlier lease of NAME that still holds --port")
+	cmd.MarkFlagsMutuallyExclusive("udp", "tcp-udp")
+
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		switch {
+		case port < 0 || port > math.MaxUint16:
+			return usageErrorf("--port: must be from 0 to 65535, not %d", port)
+		case cmd.Flags().Changed("pid") && (pid <= 0 || pid > math.MaxInt32):
+			return usageErrorf("--pid: must be a process id, not %d", pid)
+		case launcherPID < 0 || launcherPID > math.MaxInt32:
+			return usageErrorf("--launcher-pid: must be a process id, not %d", launcherPID)
+		case ttl < 0:
+			return usageErrorf("--ttl: must not be negative, not %v", ttl)
+		case strict && port == 0:
+			return usageErrorf("--strict needs --port")
+		}
+		if !cmd.Flags().Changed("pid") {
+			if pid = os.Getppid(); pid <= 0 {
+				return errors.New("cannot tell which process ran brokerctl to make it the owner; pass --pid")
+			}
+		}
+		req := &brokerpb.AcquireLeaseRequest{
+			Name:        args[0],
+			Namespace:   namespace,
+			Port:        uint32(port),
+			Protocol:    brokerpb.Protocol_PROTOCOL_TCP,
+			OwnerPid:    int32(pid),
+			LauncherPid: int32(launcherPID),
+			Strict:      strict,
+			Reclaim:     reclaim,
+		}
+		switch {
+		case udp:
+			req.Protocol = brokerpb.Protocol_PROTOCOL_UDP
+		case tcpUDP:
+			req.Protocol = brokerpb.Protocol_PROTOCOL_TCP_UDP
+		}
+		if ttl > 0 {
+			req.Ttl = durationpb.New(ttl)
+		}
+		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
+			resp, err := cl.RPC().AcquireLease(ctx, req)
+			if err != nil {
+				return err
+			}
+			if out.value == "json" {
+				return printJSON(c.stdout, resp, false)
+			}
+			if reason := resp.GetFallbackReason(); reason != "" {
+				fmt.Fprintf(c.stderr, "brokerctl: port %d not granted (%s); leased %d instead\n", port, reason, resp.GetLease().GetPort())
+			}
+			_, err = fmt.Fprintln(c.stdout, resp.GetLease().GetPort())
+			return err
+		})
+	})
+	return cmd
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/portbroker/portbroker/client"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// run executes brokerctl with args and returns its exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr, now: time.Now}
+	return c.run(ctx, args)
+}
+
+// cli holds what every command shares.
+type cli struct {
+	stdout, stderr io.Writer
+	now            func() time.Time
+	// v resolves the global settings: flag, then PORTBROKER_* env, then
+	// default.
+	v *viper.Viper
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	root := c.rootCmd()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var f *failure
+	if errors.As(err, &f) {
+		// One plain line, for people and for scripts that capture it.
+		fmt.Fprintf(c.stderr, "brokerctl: %s\n", strings.Join(strings.Fields(f.Error()), " "))
+		return exitFailure
+	}
+	fmt.Fprintf(c.stderr, "brokerctl: %s\nRun '%s --help' for usage.\n", strings.TrimRight(err.Error(), "\n"), cmd.CommandPath())
+	return exitUsage
+}
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "brokerctl",
+		Short: "Inspect and drive portbrokerd, the local port broker",
+		Long: `brokerctl inspects and drives portbrokerd, which leases TCP/UDP ports to
+local services and reclaims them when their owners die.`,
+		// Errors are printed once, by run; usage only for usage errors.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return err })
+
+	flags := root.PersistentFlags()
+	flags.String("addr", "", "daemon address: unix:///path.sock, tcp://127.0.0.1:PORT or npipe:////./pipe/NAME (env PORTBROKER_ADDR; default: the per-user address)")
+	flags.Duration("timeout", 10*time.Second, "how long to wait for the daemon (env PORTBROKER_TIMEOUT)")
+	c.v = viper.New()
+	c.v.SetEnvPrefix("PORTBROKER")
+	for _, name := range []string{"addr", "timeout"} {
+		// Neither can fail: the flags exist and the keys are non-empty.
+		_ = c.v.BindPFlag(name, flags.Lookup(name))
+		_ = c.v.BindEnv(name)
+	}
+
+	root.AddCommand(
+		c.leasesCmd(),
+		c.acquireCmd(),
+		c.releaseCmd(),
+		c.statusCmd(),
+		c.versionCmd(),
+	)
+	return root
+}
+
+// failure is an error found while running a command, as opposed to a
+// usage error; it exits 1.
+type failure struct{ err error }
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// usageError is a bad flag value or argument that only the command can
+// tell; it exits 2 like cobra's own usage errors.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// runE marks the errors of a command's body as failures, unless they are
+// usage errors. Errors cobra returns itself (unknown command or flag,
+// wrong argument count) stay unmarked and so exit 2.
+func runE(body func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := body(cmd, args)
+		if u := (*usageError)(nil); err == nil || errors.As(err, &u) {
+			return err
+		}
+		return &failure{err: err}
+	}
+}
+
+func (c *cli) timeout() (time.Duration, error) {
+	d := c.v.GetDuration("timeout")
+	if d <= 0 {
+		return 0, usageErrorf("--timeout (or PORTBROKER_TIMEOUT) must be a positive duration such as 10s, not %q", c.v.GetString("timeout"))
+	}
+	return d, nil
+}
+
+// connect dials the daemon, waiting at most the --timeout.
+func (c *cli) connect(ctx context.Context) (*client.Client, error) {
+	timeout, err := c.timeout()
+	if err != nil {
+		return nil, err
+	}
+	opts := []client.Option{client.WithDialTimeout(timeout)}
+	if addr := c.v.GetString("addr"); addr != "" {
+		opts = append(opts, client.WithAddr(addr))
+	}
+	cl, err := client.New(ctx, opts...)
+	var iae *client.InvalidArgumentError
+	if errors.As(err, &iae) && iae.Field == "addr" {
+		return nil, usageErrorf("--addr: %s", iae.Rule)
+	}
+	return cl, err
+}
+
+// call runs fn with a connected client under the --timeout.
+func (c *cli) call(ctx context.Context, fn func(ctx context.Context, cl *client.Client) error) error {
+	timeout, err := c.timeout()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cl, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(ctx, cl)
+}
+
+// outputFlag is an -o value restricted to a few formats, so that a wrong
+// one is a flag error (exit 2) with the choices in its message.
+type outputFlag struct {
+	value   string
+	choices []string
+}
+
+func newOutputFlag(cmd *cobra.Command, choices ...string) *outputFlag {
+	o := &outputFlag{value: choices[0], choices: choices}
+	cmd.Flags().VarP(o, "output", "o", "output format: "+strings.Join(choices, "|"))
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(choices, cobra.ShellCompDirectiveNoFileComp))
+	return o
+}
+
+func (o *outputFlag) String() string { return o.value }
+func (o *outputFlag) Type() string   { return "format" }
+
+func (o *outputFlag) Set(s string) error {
+	if !slices.Contains(o.choices, s) {
+		return fmt.Errorf("must be one of %s", strings.Join(o.choices, ", "))
+	}
+	o.value = s
+	return nil
+}
+
+// printJSON prints m as protobuf JSON with proto field names, the shape
+// grpcurl shows: indented, or on one line for streams.
+func printJSON(w io.Writer, m proto.Message, oneLine bool) error {
+	opts := protojson.MarshalOptions{UseProtoNames: true, Multiline: !oneLine, Indent: "  "}
+	if oneLine {
+		opts.Indent = ""
+	}
+	b, err := opts.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
