@@ -26,7 +26,27 @@ type Config struct {
 	// Services maps names in the default namespace to preferred ports.
 	Services map[string]Service
 	Logger   *slog.Logger
+	// Orphans says what to do with a live owner whose launcher exited.
+	Orphans OrphanPolicy
+	// Grace is how long a stopped process has between the graceful and the
+	// forced step; zero means DefaultGrace.
+	Grace time.Duration
+	// Kill holds the kill-safety rules' facts about the daemon.
+	Kill KillPolicy
 }
+
+// OrphanPolicy says what happens to a service whose launcher died.
+type OrphanPolicy uint8
+
+const (
+	// OrphanKill stops the orphaned service tree and reclaims its lease.
+	OrphanKill OrphanPolicy = iota
+	// OrphanKeep leaves it running with its lease.
+	OrphanKeep
+)
+
+// DefaultGrace is the default time between the graceful and the forced stop.
+const DefaultGrace = 5 * time.Second
 
 // Deps are the broker's ways to reach the host.
 type Deps struct {
@@ -35,6 +55,12 @@ type Deps struct {
 	Prober    Prober
 	// Watcher reports owner exits; nil leaves reclaim to TTLs and restarts.
 	Watcher ExitWatcher
+	// Inspector, Holders and Killer let the broker find and stop the
+	// processes holding ports; without them InspectPort reports no holders
+	// and kills are refused as unsupported.
+	Inspector ProcessInspector
+	Holders   PortHolders
+	Killer    Killer
 }
 
 // maxProbes bounds the candidates one request tries, so a host where most
@@ -74,6 +100,9 @@ type Broker struct {
 	procs   ProcessTable
 	prober  Prober
 	watcher ExitWatcher
+	inspect ProcessInspector
+	holders PortHolders
+	killer  Killer
 	log     *slog.Logger
 
 	mu        sync.Mutex
@@ -83,10 +112,14 @@ type Broker struct {
 	byProc    map[procKey]map[string]*entry // owner or launcher -> leases
 	watched   map[procKey]Process
 	lastPorts map[NameKey]uint16
-	pool      *pool
-	expiries  expiryHeap
-	subs      map[*Subscription]struct{}
-	closed    bool
+	// prevOwners remembers the owner of each name's last ended lease, so
+	// that acquire with reclaim can tell that name's leftover process from
+	// an unrelated one.
+	prevOwners map[NameKey]Process
+	pool       *pool
+	expiries   expiryHeap
+	subs       map[*Subscription]struct{}
+	closed     bool
 
 	poke chan struct{}
 	done chan struct{}
@@ -107,23 +140,30 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
 	b := &Broker{
-		cfg:       cfg,
-		store:     deps.Store,
-		procs:     deps.Processes,
-		prober:    deps.Prober,
-		watcher:   deps.Watcher,
-		log:       log,
-		byID:      make(map[string]*entry),
-		byName:    make(map[NameKey]*entry),
-		byPort:    make(map[uint16]*entry),
-		byProc:    make(map[procKey]map[string]*entry),
-		watched:   make(map[procKey]Process),
-		lastPorts: make(map[NameKey]uint16),
-		pool:      p,
-		subs:      make(map[*Subscription]struct{}),
-		poke:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
+		cfg:        cfg,
+		store:      deps.Store,
+		procs:      deps.Processes,
+		prober:     deps.Prober,
+		watcher:    deps.Watcher,
+		inspect:    deps.Inspector,
+		holders:    deps.Holders,
+		killer:     deps.Killer,
+		log:        log,
+		byID:       make(map[string]*entry),
+		byName:     make(map[NameKey]*entry),
+		byPort:     make(map[uint16]*entry),
+		byProc:     make(map[procKey]map[string]*entry),
+		watched:    make(map[procKey]Process),
+		lastPorts:  make(map[NameKey]uint16),
+		prevOwners: make(map[NameKey]Process),
+		pool:       p,
+		subs:       make(map[*Subscription]struct{}),
+		poke:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	if err := b.restore(ctx); err != nil {
 		return nil, err
@@ -134,6 +174,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 		b.wg.Add(1)
 		go b.exitLoop()
 	}
+	b.orphansAtStart()
 	return b, nil
 }
 
@@ -188,6 +229,22 @@ func (b *Broker) restore(ctx context.Context) error {
 	}
 	b.watch(procs)
 	return nil
+}
+
+// orphansAtStart handles leases whose launcher died while the broker was
+// down and whose owner lives on.
+func (b *Broker) orphansAtStart() {
+	b.mu.Lock()
+	var orphans []Lease
+	for _, e := range b.byID {
+		if !e.Launcher.IsZero() && !b.alive(e.Launcher) {
+			orphans = append(orphans, e.Lease)
+		}
+	}
+	b.mu.Unlock()
+	for _, l := range orphans {
+		b.orphaned(l)
+	}
 }
 
 // deadReason says why a stored lease should not be restored, or ReasonNone.
@@ -267,6 +324,11 @@ func (b *Broker) Acquire(ctx context.Context, req AcquireRequest) (AcquireResult
 	if err != nil {
 		return AcquireResult{}, err
 	}
+	if req.Reclaim {
+		if err := b.reclaimForAcquire(ctx, req.Caller, a, req.Port); err != nil {
+			return AcquireResult{}, err
+		}
+	}
 	// A second pass follows only after a stale lease of the same name was
 	// reclaimed, so two are enough.
 	for range 2 {
@@ -324,6 +386,10 @@ func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
 	if a.owner, err = b.lookup("owner_pid", ownerPID); err != nil {
 		return a, err
 	}
+	if c := req.Caller; c.User != "" && !c.Admin && a.owner.User != c.User {
+		b.log.Warn("acquire refused: owner belongs to another user", "owner_pid", ownerPID, "owner_user", a.owner.User, "caller_pid", c.PID, "caller_user", c.User)
+		return a, fmt.Errorf("owner_pid: pid %d belongs to user %s, not %s: %w", ownerPID, a.owner.User, c.User, ErrPermission)
+	}
 	if req.LauncherPID != 0 {
 		if req.LauncherPID == ownerPID {
 			return a, fieldErr("launcher_pid", "must differ from the owner's PID %d", ownerPID)
@@ -370,15 +436,7 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 
 	now := time.Now()
 	var res AcquireResult
-	port, explicit := uint16(req.Port), req.Port != 0
-	if port == 0 && a.key.Namespace == DefaultNamespace {
-		if s, ok := b.cfg.Services[a.key.Name]; ok && s.Port != 0 {
-			port, explicit = s.Port, true
-		}
-	}
-	if port == 0 {
-		port = b.lastPorts[a.key]
-	}
+	port, explicit := b.preferredPort(a.key, req.Port)
 	if port != 0 {
 		if err := b.usable(port, a.proto); err != nil {
 			var held *PortHeldError
@@ -420,6 +478,21 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 	b.insert(&entry{Lease: l, state: statePending})
 	res.Lease = l
 	return res, nil, nil
+}
+
+// preferredPort is the port a name should get: the one asked for, else its
+// configured service port, else its last port. explicit is true for the
+// first two, which strict holds to.
+func (b *Broker) preferredPort(key NameKey, asked int) (port uint16, explicit bool) {
+	if asked != 0 {
+		return uint16(asked), true
+	}
+	if key.Namespace == DefaultNamespace {
+		if s, ok := b.cfg.Services[key.Name]; ok && s.Port != 0 {
+			return s.Port, true
+		}
+	}
+	return b.lastPorts[key], false
 }
 
 // usable checks a preferred port: not leased, and it binds now.
@@ -573,7 +646,7 @@ func (b *Broker) Release(ctx context.Context, caller Caller, id string) (Lease, 
 	if err := checkLeaseID(id); err != nil {
 		return Lease{}, err
 	}
-	return b.end(ctx, id, EventReleased, ReasonNone, nil)
+	return b.end(ctx, id, EventReleased, ReasonNone, func(e *entry) error { return b.mayChange(caller, e.Lease) })
 }
 
 // end removes a live lease durably and announces it.
@@ -608,6 +681,7 @@ func (b *Broker) end(ctx context.Context, id string, typ EventType, reason Reaso
 	}
 	b.mu.Lock()
 	unwatch := b.remove(e)
+	b.prevOwners[e.Key()] = e.Owner
 	b.publish(Event{Type: typ, Lease: e.Lease, Reason: reason, Time: time.Now()})
 	b.mu.Unlock()
 	b.unwatch(unwatch)
@@ -640,7 +714,12 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 	case e.state != stateLive:
 		b.mu.Unlock()
 		return Lease{}, fmt.Errorf("lease %s: %w; retry", id, ErrConflict)
-	case ttl == 0 && e.TTL == 0:
+	}
+	if err := b.mayChange(caller, e.Lease); err != nil {
+		b.mu.Unlock()
+		return Lease{}, err
+	}
+	if ttl == 0 && e.TTL == 0 {
 		b.mu.Unlock()
 		return Lease{}, fmt.Errorf("lease %s has no TTL to renew: %w", id, fieldErr("ttl", "must be given for a lease without a TTL"))
 	}
@@ -812,15 +891,19 @@ func (b *Broker) exitLoop() {
 	}
 }
 
-// processExited reclaims the leases p owned. Leases p launched for a
-// still-running owner stay: their owners are watched on their own.
+// processExited reclaims the leases p owned, and applies the orphan
+// policy to the leases p launched for owners that still run.
 func (b *Broker) processExited(p Process) {
 	b.mu.Lock()
 	k := keyOf(p)
 	var owned []string
+	var launched []Lease
 	for id, e := range b.byProc[k] {
-		if keyOf(e.Owner) == k {
+		switch {
+		case keyOf(e.Owner) == k:
 			owned = append(owned, id)
+		case keyOf(e.Launcher) == k && e.state == stateLive:
+			launched = append(launched, e.Lease)
 		}
 	}
 	// The watcher reports each process once; forget it so that a later
@@ -834,6 +917,9 @@ func (b *Broker) processExited(p Process) {
 		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) {
 			b.log.Error("reclaim lease of exited owner", "lease", id, "pid", p.PID, "err", err)
 		}
+	}
+	for _, l := range launched {
+		b.orphaned(l)
 	}
 }
 

@@ -262,3 +262,143 @@ func mustErr(t *testing.T, err, want error) {
 		t.Fatalf("err = %v, want %v", err, want)
 	}
 }
+
+// fakeHost adds process trees, port holders and a killer to fakeProcs.
+// A port is busy to its prober while a live process holds it.
+type fakeHost struct {
+	*fakeProcs
+	info     map[int]ProcessInfo // extra facts by pid
+	parent   map[int]int
+	holds    map[uint16][]int
+	stubborn map[int]bool // ignores Terminate
+	signals  []string
+}
+
+func newFakeHost(procs *fakeProcs) *fakeHost {
+	return &fakeHost{fakeProcs: procs, info: map[int]ProcessInfo{}, parent: map[int]int{}, holds: map[uint16][]int{}, stubborn: map[int]bool{}}
+}
+
+// spawnChild starts pid under parent (0 for none).
+func (h *fakeHost) spawnChild(pid, parent int) Process {
+	p := h.spawn(pid)
+	h.mu.Lock()
+	h.parent[pid] = parent
+	h.mu.Unlock()
+	return p
+}
+
+func (h *fakeHost) Inspect(pid int) (ProcessInfo, error) {
+	p, err := h.Lookup(pid)
+	if err != nil {
+		return ProcessInfo{}, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	info := h.info[pid]
+	info.Process = p
+	info.PPID = h.parent[pid]
+	_, info.ParentAlive = h.procs[info.PPID]
+	return info, nil
+}
+
+func (h *fakeHost) Descendants(p Process) ([]ProcessInfo, error) {
+	live, err := h.Lookup(p.PID)
+	if err != nil || !live.Same(p) {
+		return nil, ErrNoProcess
+	}
+	var out []ProcessInfo
+	queue := []int{p.PID}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		h.mu.Lock()
+		var kids []int
+		for pid, par := range h.parent {
+			if _, ok := h.procs[pid]; ok && par == next {
+				kids = append(kids, pid)
+			}
+		}
+		h.mu.Unlock()
+		slices.Sort(kids)
+		for _, k := range kids {
+			info, err := h.Inspect(k)
+			if err == nil {
+				out = append(out, info)
+				queue = append(queue, k)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (h *fakeHost) Holders(port uint16, _ Protocol) ([]ProcessInfo, error) {
+	h.mu.Lock()
+	pids := slices.Clone(h.holds[port])
+	h.mu.Unlock()
+	var out []ProcessInfo
+	for _, pid := range pids {
+		if info, err := h.Inspect(pid); err == nil {
+			info.LocalAddr = fmt.Sprintf("0.0.0.0:%d", port)
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+func (h *fakeHost) Probe(port uint16, _ Protocol) error {
+	hs, _ := h.Holders(port, TCP)
+	if len(hs) > 0 {
+		return &BindError{Port: port, Class: BindInUse, Network: "tcp4", Detail: "address already in use"}
+	}
+	return nil
+}
+
+func (h *fakeHost) signal(p Process, sig string) error {
+	live, err := h.Lookup(p.PID)
+	if err != nil || !live.Same(p) {
+		return ErrNoProcess
+	}
+	h.mu.Lock()
+	h.signals = append(h.signals, fmt.Sprintf("%s %d", sig, p.PID))
+	stubborn := h.stubborn[p.PID]
+	h.mu.Unlock()
+	if sig == "KILL" || !stubborn {
+		h.kill(p.PID)
+	}
+	return nil
+}
+
+func (h *fakeHost) Terminate(p Process) error { return h.signal(p, "TERM") }
+func (h *fakeHost) Kill(p Process) error      { return h.signal(p, "KILL") }
+
+func (h *fakeHost) sent() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.signals)
+}
+
+func (h *fakeHost) isAlive(pid int) bool {
+	_, err := h.Lookup(pid)
+	return err == nil
+}
+
+// newHostRig is a rig whose host can find holders and stop processes.
+func newHostRig(t *testing.T, cfg Config) (*rig, *fakeHost) {
+	t.Helper()
+	procs := newFakeProcs(100, 101, 102, 103)
+	h := newFakeHost(procs)
+	if cfg.Pool.Range == (PortRange{}) {
+		cfg.Pool = smallPool
+	}
+	if cfg.Kill.User == "" {
+		cfg.Kill = KillPolicy{SelfPID: 99, User: "1000", Protected: []string{"sshd", "svchost.exe"}}
+	}
+	r := &rig{t: t, store: newMemStore(), procs: procs, prober: newFakeProber(), watcher: newFakeWatcher()}
+	b, err := Open(context.Background(), cfg, Deps{Store: r.store, Processes: h, Prober: h, Watcher: r.watcher, Inspector: h, Holders: h, Killer: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.b = b
+	t.Cleanup(func() { b.Close() })
+	return r, h
+}
