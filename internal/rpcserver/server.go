@@ -39,6 +39,8 @@ type Server struct {
 	info   Info
 	caller CallerFunc
 	health *health.Server
+	// firewall is nil where the platform has none to manage.
+	firewall Firewall
 	// stopping ends watch streams, which would otherwise hold a graceful
 	// stop open for as long as their clients stay.
 	stopping     chan struct{}
