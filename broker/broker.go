@@ -33,7 +33,21 @@ type Config struct {
 	Grace time.Duration
 	// Kill holds the kill-safety rules' facts about the daemon.
 	Kill KillPolicy
+	// Limits caps what callers may hold; zero fields take the defaults.
+	Limits Limits
 }
+
+// Limits caps leases and watchers so that one runaway client cannot
+// exhaust the daemon.
+type Limits struct {
+	Leases        int
+	LeasesPerUser int
+	Watchers      int
+}
+
+// DefaultLimits are generous: far above any dev stack, well below what
+// would strain the daemon.
+var DefaultLimits = Limits{Leases: 65536, LeasesPerUser: 16384, Watchers: 256}
 
 // OrphanPolicy says what happens to a service whose launcher died.
 type OrphanPolicy uint8
@@ -110,6 +124,7 @@ type Broker struct {
 	byName    map[NameKey]*entry
 	byPort    map[uint16]*entry
 	byProc    map[procKey]map[string]*entry // owner or launcher -> leases
+	perUser   map[string]int
 	watched   map[procKey]Process
 	lastPorts map[NameKey]uint16
 	// prevOwners remembers the owner of each name's last ended lease, so
@@ -143,6 +158,15 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.Limits.Leases <= 0 {
+		cfg.Limits.Leases = DefaultLimits.Leases
+	}
+	if cfg.Limits.LeasesPerUser <= 0 {
+		cfg.Limits.LeasesPerUser = DefaultLimits.LeasesPerUser
+	}
+	if cfg.Limits.Watchers <= 0 {
+		cfg.Limits.Watchers = DefaultLimits.Watchers
+	}
 	b := &Broker{
 		cfg:        cfg,
 		store:      deps.Store,
@@ -157,6 +181,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 		byName:     make(map[NameKey]*entry),
 		byPort:     make(map[uint16]*entry),
 		byProc:     make(map[procKey]map[string]*entry),
+		perUser:    make(map[string]int),
 		watched:    make(map[procKey]Process),
 		lastPorts:  make(map[NameKey]uint16),
 		prevOwners: make(map[NameKey]Process),
@@ -434,6 +459,12 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 		return AcquireResult{}, nil, fmt.Errorf("name %s is leased to %s on port %d: %w", a.key, e.Owner, e.Port, ErrNameTaken)
 	}
 
+	if len(b.byID) >= b.cfg.Limits.Leases {
+		return AcquireResult{}, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrExhausted)
+	}
+	if n := b.perUser[a.owner.User]; n >= b.cfg.Limits.LeasesPerUser {
+		return AcquireResult{}, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrExhausted)
+	}
 	now := time.Now()
 	var res AcquireResult
 	port, explicit := b.preferredPort(a.key, req.Port)
@@ -565,6 +596,7 @@ func (b *Broker) insert(e *entry) {
 	b.byName[e.Key()] = e
 	b.byPort[e.Port] = e
 	b.pool.take(e.Port)
+	b.perUser[e.Owner.User]++
 }
 
 // remove drops e from the indexes and frees its port. It returns the
@@ -572,6 +604,9 @@ func (b *Broker) insert(e *entry) {
 func (b *Broker) remove(e *entry) []Process {
 	delete(b.byID, e.ID)
 	delete(b.byName, e.Key())
+	if b.perUser[e.Owner.User]--; b.perUser[e.Owner.User] <= 0 {
+		delete(b.perUser, e.Owner.User)
+	}
 	if b.byPort[e.Port] == e {
 		delete(b.byPort, e.Port)
 		b.pool.give(e.Port)

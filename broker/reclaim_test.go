@@ -390,3 +390,43 @@ func TestLeaseChangesNeedOwnersUser(t *testing.T) {
 		t.Errorf("release by admin: %v", err)
 	}
 }
+
+func TestLimits(t *testing.T) {
+	r := newRig(t, Config{Limits: Limits{Leases: 3, LeasesPerUser: 2, Watchers: 1}})
+	r.procs.spawn(104)
+	r.procs.mu.Lock()
+	p := r.procs.procs[104]
+	p.User = "2000"
+	r.procs.procs[104] = p
+	r.procs.mu.Unlock()
+
+	r.acquire(AcquireRequest{Name: "a", OwnerPID: 100})
+	r.acquire(AcquireRequest{Name: "b", OwnerPID: 101})
+	_, err := r.b.Acquire(context.Background(), AcquireRequest{Name: "c", OwnerPID: 102})
+	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "limits.leases_per_user") {
+		t.Errorf("third lease of one user: %v", err)
+	}
+	r.acquire(AcquireRequest{Name: "c", OwnerPID: 104}) // another user still may
+	_, err = r.b.Acquire(context.Background(), AcquireRequest{Name: "d", OwnerPID: 104})
+	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "limits.leases") {
+		t.Errorf("fourth lease in all: %v", err)
+	}
+	if n := len(r.b.List("")); n != 3 {
+		t.Errorf("%d leases, want 3", n)
+	}
+
+	sub, err := r.b.Watch("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Watch("", false); !errors.Is(err, ErrExhausted) {
+		t.Errorf("second watcher: %v", err)
+	}
+	sub.Close()
+	sub, err = r.b.Watch("", false)
+	if err != nil {
+		t.Errorf("watcher after one closed: %v", err)
+	} else {
+		sub.Close()
+	}
+}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -56,6 +57,9 @@ func (b *Broker) Watch(namespace string, includeExisting bool) (*Subscription, e
 	defer b.mu.Unlock()
 	if b.closed {
 		return nil, ErrClosed
+	}
+	if len(b.subs) >= b.cfg.Limits.Watchers {
+		return nil, fmt.Errorf("%d watchers already, the limit (limits.watchers): %w", len(b.subs), ErrExhausted)
 	}
 	size := subBuffer
 	if includeExisting {
