@@ -8,3 +8,6 @@ import (
 )
 
 func newHost() daemon.Host { return unix.New() }
+
+// protectedNames are never stopped, whoever asks.
+var protectedNames = []string{"init", "systemd", "sshd", "login", "launchd"}

@@ -6,3 +6,6 @@ import (
 )
 
 func newHost() daemon.Host { return windows.New() }
+
+// protectedNames are never stopped, whoever asks.
+var protectedNames = []string{"System", "smss.exe", "csrss.exe", "wininit.exe", "winlogon.exe", "services.exe", "lsass.exe", "svchost.exe"}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/portbroker/portbroker/broker"
 	"github.com/portbroker/portbroker/internal/daemon"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -83,11 +84,17 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 	f.String("range", "", "pool range such as 20000-32767 (default: 20000 up to the OS ephemeral start, at most 49151)")
 	f.StringSlice("exclude", nil, "ports or ranges to keep out of the pool, such as 25000-25100,27017")
 	f.String("poll-interval", "", "how often to poll owners where exits cannot be watched as events (default 1s)")
+	f.String("orphans", "", "what to do with a service whose launcher died: kill (default) or keep")
+	f.String("grace", "", "time between the graceful and the forced stop of a process (default 5s)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	f.Bool("recover", false, "move an unreadable lease store aside (keeping it) and start empty")
-	for _, name := range []string{"addr", "state-dir", "range", "exclude", "poll-interval", "log-level", "log-format", "recover"} {
-		_ = v.BindPFlag(strings.ReplaceAll(name, "-", "_"), f.Lookup(name))
+	for key, name := range map[string]string{
+		"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
+		"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
+		"log_level": "log-level", "log_format": "log-format", "recover": "recover",
+	} {
+		_ = v.BindPFlag(key, f.Lookup(name))
 	}
 	cmd.AddCommand(newServiceCmd())
 	return cmd
@@ -127,15 +134,25 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 		return daemon.Config{}, nil, fmt.Errorf("services: %w", err)
 	}
 	s := daemon.Settings{
-		Addr:         v.GetString("addr"),
-		StateDir:     v.GetString("state_dir"),
-		Range:        v.GetString("range"),
-		Exclude:      v.GetStringSlice("exclude"),
-		Services:     services,
-		PollInterval: v.GetString("poll_interval"),
-		Recover:      v.GetBool("recover"),
+		Addr:     v.GetString("addr"),
+		StateDir: v.GetString("state_dir"),
+		Range:    v.GetString("range"),
+		Exclude:  v.GetStringSlice("exclude"),
+		Services: services,
+		Reclaim: daemon.ReclaimSettings{
+			Orphans:      v.GetString("reclaim.orphans"),
+			Grace:        v.GetString("reclaim.grace"),
+			PollInterval: v.GetString("reclaim.poll_interval"),
+		},
+		Limits: broker.Limits{
+			Leases:        v.GetInt("limits.leases"),
+			LeasesPerUser: v.GetInt("limits.leases_per_user"),
+			Watchers:      v.GetInt("limits.watchers"),
+		},
+		Recover: v.GetBool("recover"),
 	}
 	cfg, err := s.Resolve()
+	cfg.Protected = protectedNames
 	return cfg, log, err
 }
 

@@ -24,6 +24,11 @@ type Config struct {
 	// PollInterval is how often owners are polled where the OS cannot
 	// report exits as events.
 	PollInterval time.Duration
+	Orphans      broker.OrphanPolicy
+	Grace        time.Duration
+	Limits       broker.Limits
+	// Protected names processes never stopped, from the platform.
+	Protected []string
 	// Recover moves an unreadable store aside and starts empty.
 	Recover bool
 	Version string
@@ -32,13 +37,22 @@ type Config struct {
 // Settings are the raw values a config file, the environment and flags
 // give, before validation. Keys in the config file use these names.
 type Settings struct {
-	Addr         string
-	StateDir     string
-	Range        string
-	Exclude      []string
-	Services     map[string]ServiceSettings
+	Addr     string
+	StateDir string
+	Range    string
+	Exclude  []string
+	Services map[string]ServiceSettings
+	Reclaim  ReclaimSettings
+	Limits   broker.Limits
+	Recover  bool
+}
+
+// ReclaimSettings is the reclaim: section of the config file.
+type ReclaimSettings struct {
+	// Orphans is "kill" (the default) or "keep".
+	Orphans      string
+	Grace        string
 	PollInterval string
-	Recover      bool
 }
 
 // ServiceSettings is one entry under services: in the config file.
@@ -49,7 +63,13 @@ type ServiceSettings struct {
 
 // Keys are the settings a config file may hold; anything else is a typo
 // worth an error rather than a silent default.
-var Keys = []string{"addr", "state_dir", "range", "exclude", "services", "poll_interval", "log_level", "log_format"}
+var Keys = []string{"addr", "state_dir", "range", "exclude", "services", "reclaim", "limits", "log_level", "log_format"}
+
+// nested lists the fields of the sections that have fixed fields.
+var nested = map[string][]string{
+	"reclaim": {"orphans", "grace", "poll_interval"},
+	"limits":  {"leases", "leases_per_user", "watchers"},
+}
 
 // CheckKeys rejects keys that are not settings. keys are as viper reports
 // them: lower case, dotted for nesting.
@@ -58,6 +78,9 @@ func CheckKeys(keys []string) error {
 		top, rest, _ := strings.Cut(k, ".")
 		if !slices.Contains(Keys, top) {
 			return fmt.Errorf("unknown setting %q: want one of %s", k, strings.Join(Keys, ", "))
+		}
+		if fields, ok := nested[top]; ok && rest != "" && !slices.Contains(fields, rest) {
+			return fmt.Errorf("%s: unknown field %q: want one of %s", top, rest, strings.Join(fields, ", "))
 		}
 		if top == "services" && rest != "" {
 			name, field, _ := strings.Cut(rest, ".")
@@ -91,14 +114,30 @@ func (s Settings) Resolve() (Config, error) {
 		cfg.Exclude = append(cfg.Exclude, rs...)
 	}
 	cfg.Exclude = broker.MergeRanges(cfg.Exclude)
-	cfg.PollInterval = time.Second
-	if s.PollInterval != "" {
-		d, err := time.ParseDuration(s.PollInterval)
-		if err != nil || d < 10*time.Millisecond || d > time.Hour {
-			return Config{}, fmt.Errorf("poll_interval: %q must be a duration from 10ms to 1h, such as 1s", s.PollInterval)
-		}
-		cfg.PollInterval = d
+	var err error
+	if cfg.PollInterval, err = parseDuration("reclaim.poll_interval", s.Reclaim.PollInterval, time.Second, 10*time.Millisecond, time.Hour); err != nil {
+		return Config{}, err
 	}
+	if cfg.Grace, err = parseDuration("reclaim.grace", s.Reclaim.Grace, broker.DefaultGrace, 0, 10*time.Minute); err != nil {
+		return Config{}, err
+	}
+	switch strings.ToLower(strings.TrimSpace(s.Reclaim.Orphans)) {
+	case "", "kill":
+		cfg.Orphans = broker.OrphanKill
+	case "keep":
+		cfg.Orphans = broker.OrphanKeep
+	default:
+		return Config{}, fmt.Errorf("reclaim.orphans: %q: want kill or keep", s.Reclaim.Orphans)
+	}
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"limits.leases", s.Limits.Leases}, {"limits.leases_per_user", s.Limits.LeasesPerUser}, {"limits.watchers", s.Limits.Watchers}} {
+		if l.n < 0 || l.n > 1<<20 {
+			return Config{}, fmt.Errorf("%s: must be from 0 (the default) to %d, got %d", l.name, 1<<20, l.n)
+		}
+	}
+	cfg.Limits = s.Limits
 	if len(s.Services) > 0 {
 		cfg.Services = make(map[string]broker.Service, len(s.Services))
 	}
@@ -128,4 +167,16 @@ func parseProtocol(s string) (broker.Protocol, error) {
 		return broker.TCPUDP, nil
 	}
 	return 0, fmt.Errorf("%s: want tcp, udp or tcp+udp", strconv.Quote(s))
+}
+
+// parseDuration reads an optional duration setting within [lo, hi].
+func parseDuration(name, s string, def, lo, hi time.Duration) (time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("%s: %q must be a duration from %s to %s, such as %s", name, s, lo, hi, def)
+	}
+	return d, nil
 }

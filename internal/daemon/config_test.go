@@ -16,13 +16,14 @@ func TestResolve(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{name: "empty", in: Settings{}, want: Config{PollInterval: time.Second}},
+		{name: "empty", in: Settings{}, want: Config{PollInterval: time.Second, Grace: broker.DefaultGrace}},
 		{
 			name: "full",
 			in: Settings{
 				Addr: "tcp://127.0.0.1:7000", StateDir: "/s", Range: "21000-22000", Exclude: []string{"21500-21510", "21600"},
-				Services:     map[string]ServiceSettings{"backend": {Port: 8000}, "dns": {Port: 5353, Protocol: "udp"}},
-				PollInterval: "250ms",
+				Services: map[string]ServiceSettings{"backend": {Port: 8000}, "dns": {Port: 5353, Protocol: "udp"}},
+				Reclaim:  ReclaimSettings{PollInterval: "250ms", Orphans: "keep", Grace: "2s"},
+				Limits:   broker.Limits{Leases: 100},
 			},
 			want: Config{
 				Addr: "tcp://127.0.0.1:7000", StateDir: "/s", Range: broker.PortRange{First: 21000, Last: 22000},
@@ -32,6 +33,9 @@ func TestResolve(t *testing.T) {
 					"dns":     {Port: 5353, Protocol: broker.UDP},
 				},
 				PollInterval: 250 * time.Millisecond,
+				Orphans:      broker.OrphanKeep,
+				Grace:        2 * time.Second,
+				Limits:       broker.Limits{Leases: 100},
 			},
 		},
 		{name: "bad range", in: Settings{Range: "30000-20000"}, wantErr: "range: "},
@@ -39,7 +43,10 @@ func TestResolve(t *testing.T) {
 		{name: "bad exclude", in: Settings{Exclude: []string{"x"}}, wantErr: "exclude: "},
 		{name: "service port", in: Settings{Services: map[string]ServiceSettings{"backend": {Port: 70000}}}, wantErr: "services.backend.port: must be from 1 to 65535"},
 		{name: "service protocol", in: Settings{Services: map[string]ServiceSettings{"backend": {Port: 80, Protocol: "sctp"}}}, wantErr: "services.backend.protocol"},
-		{name: "poll interval", in: Settings{PollInterval: "1ns"}, wantErr: "poll_interval"},
+		{name: "poll interval", in: Settings{Reclaim: ReclaimSettings{PollInterval: "1ns"}}, wantErr: "reclaim.poll_interval"},
+		{name: "grace", in: Settings{Reclaim: ReclaimSettings{Grace: "soon"}}, wantErr: "reclaim.grace"},
+		{name: "orphans", in: Settings{Reclaim: ReclaimSettings{Orphans: "maim"}}, wantErr: "reclaim.orphans"},
+		{name: "limits", in: Settings{Limits: broker.Limits{Watchers: -1}}, wantErr: "limits.watchers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,11 +68,11 @@ func TestResolve(t *testing.T) {
 }
 
 func TestCheckKeys(t *testing.T) {
-	good := []string{"addr", "services.backend.port", "services.auth.protocol", "log_level", "range"}
+	good := []string{"addr", "services.backend.port", "services.auth.protocol", "log_level", "range", "reclaim.grace", "limits.watchers"}
 	if err := CheckKeys(good); err != nil {
 		t.Errorf("CheckKeys(%v) = %v", good, err)
 	}
-	for _, bad := range []string{"service.backend.port", "services.backend.prot", "rnage"} {
+	for _, bad := range []string{"service.backend.port", "services.backend.prot", "rnage", "reclaim.orphan", "limits.lease"} {
 		if err := CheckKeys([]string{bad}); err == nil {
 			t.Errorf("CheckKeys(%q) accepted a typo", bad)
 		}
@@ -85,7 +92,7 @@ func FuzzResolve(f *testing.F) {
 			n = n*10 + int(c-'0')
 		}
 		cfg, err := Settings{
-			Range: rng, Exclude: []string{exclude}, PollInterval: poll,
+			Range: rng, Exclude: []string{exclude}, Reclaim: ReclaimSettings{PollInterval: poll},
 			Services: map[string]ServiceSettings{"svc": {Port: n, Protocol: proto}},
 		}.Resolve()
 		if err != nil {

@@ -83,11 +83,26 @@ func Run(ctx context.Context, cfg Config, host Host, log *slog.Logger, ready fun
 	if err != nil {
 		return fmt.Errorf("watch owner processes: %w", err)
 	}
+	user, admin, err := currentUser()
+	if err != nil {
+		watcher.Close()
+		return fmt.Errorf("identify the daemon's user: %w", err)
+	}
+	deps := broker.Deps{Store: store, Processes: host, Prober: host, Watcher: watcher}
+	// Platforms that can find and stop processes say so by implementing
+	// these; without them InspectPort names no holders and kills are refused.
+	deps.Inspector, _ = host.(broker.ProcessInspector)
+	deps.Holders, _ = host.(broker.PortHolders)
+	deps.Killer, _ = host.(broker.Killer)
 	b, err := broker.Open(ctx, broker.Config{
 		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
 		Services: cfg.Services,
 		Logger:   log,
-	}, broker.Deps{Store: store, Processes: host, Prober: host, Watcher: watcher})
+		Orphans:  cfg.Orphans,
+		Grace:    cfg.Grace,
+		Limits:   cfg.Limits,
+		Kill:     broker.KillPolicy{SelfPID: os.Getpid(), User: user, Admin: admin, Protected: cfg.Protected},
+	}, deps)
 	if err != nil {
 		watcher.Close()
 		return err

@@ -1,0 +1,15 @@
+package daemon
+
+import (
+	"golang.org/x/sys/windows"
+)
+
+// currentUser is the daemon's user SID and whether it runs elevated.
+func currentUser() (user string, admin bool, err error) {
+	tok := windows.GetCurrentProcessToken()
+	tu, err := tok.GetTokenUser()
+	if err != nil {
+		return "", false, err
+	}
+	return tu.User.Sid.String(), tok.IsElevated(), nil
+}
