@@ -232,7 +232,12 @@ func (r *rig) open(cfg Config) {
 		r.t.Fatalf("Open: %v", err)
 	}
 	r.b = b
-	r.t.Cleanup(func() { b.Close() })
+	r.t.Cleanup(func() {
+		if err := b.Check(); err != nil {
+			r.t.Errorf("broker invariants: %v", err)
+		}
+		b.Close()
+	})
 }
 
 // reopen closes the broker and opens a new one on the same store, as a
@@ -399,6 +404,11 @@ func newHostRig(t *testing.T, cfg Config) (*rig, *fakeHost) {
 		t.Fatal(err)
 	}
 	r.b = b
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() {
+		if err := b.Check(); err != nil {
+			t.Errorf("broker invariants: %v", err)
+		}
+		b.Close()
+	})
 	return r, h
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,58 +44,83 @@ const shutdownGrace = 10 * time.Second
 // the state dir or the address.
 var ErrAlreadyRunning = errors.New("another portbrokerd is running")
 
-// Run serves the broker until ctx ends, then stops cleanly. ready, if not
-// nil, is called with the address once the daemon accepts calls.
+// Daemon is a started portbrokerd: store open, broker restored, socket
+// listening. Serve runs it; Close releases what New took if Serve never ran.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *boltstore.Store
+	broker  *broker.Broker
+	ln      net.Listener
+	srv     *rpcserver.Server
+	gs      *grpc.Server
+	pidPath string
+}
+
+// Run starts the daemon and serves until ctx ends, then stops cleanly.
+// ready, if not nil, is called with the address once it accepts calls.
 func Run(ctx context.Context, cfg Config, host Host, log *slog.Logger, ready func(addr string)) error {
+	d, err := New(ctx, cfg, host, log)
+	if err != nil {
+		return err
+	}
+	return d.Serve(ctx, ready)
+}
+
+// New opens the store, restores the broker on the host's facts and
+// listens. It fails, naming the other daemon, when one already serves the
+// state dir or the address.
+func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemon, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	started := time.Now()
-	var err error
 	if cfg.Addr == "" {
 		if cfg.Addr, err = ipc.DefaultAddr(); err != nil {
-			return fmt.Errorf("default address: %w", err)
+			return nil, fmt.Errorf("default address: %w", err)
 		}
 	}
 	if cfg.StateDir == "" {
 		if cfg.StateDir, err = ipc.DefaultStateDir(); err != nil {
-			return fmt.Errorf("default state dir: %w", err)
+			return nil, fmt.Errorf("default state dir: %w", err)
 		}
 	}
 	if err := prepareStateDir(cfg.StateDir); err != nil {
-		return err
+		return nil, err
 	}
-
-	store, err := openStore(cfg, log)
-	if err != nil {
-		return err
+	d := &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.store, err = openStore(cfg, log); err != nil {
+		return nil, err
 	}
-	defer store.Close()
-
 	eph, err := host.EphemeralRange()
 	if err != nil {
-		return fmt.Errorf("read the OS ephemeral port range: %w", err)
+		return nil, fmt.Errorf("read the OS ephemeral port range: %w", err)
 	}
 	reserved, err := host.ReservedRanges()
 	if err != nil {
-		return fmt.Errorf("read the OS reserved port ranges: %w", err)
+		return nil, fmt.Errorf("read the OS reserved port ranges: %w", err)
 	}
 	watcher, err := host.NewExitWatcher(cfg.PollInterval)
 	if err != nil {
-		return fmt.Errorf("watch owner processes: %w", err)
+		return nil, fmt.Errorf("watch owner processes: %w", err)
 	}
 	user, admin, err := currentUser()
 	if err != nil {
 		watcher.Close()
-		return fmt.Errorf("identify the daemon's user: %w", err)
+		return nil, fmt.Errorf("identify the daemon's user: %w", err)
 	}
-	deps := broker.Deps{Store: store, Processes: host, Prober: host, Watcher: watcher}
+	deps := broker.Deps{Store: d.store, Processes: host, Prober: host, Watcher: watcher}
 	// Platforms that can find and stop processes say so by implementing
 	// these; without them InspectPort names no holders and kills are refused.
 	deps.Inspector, _ = host.(broker.ProcessInspector)
 	deps.Holders, _ = host.(broker.PortHolders)
 	deps.Killer, _ = host.(broker.Killer)
-	b, err := broker.Open(ctx, broker.Config{
+	d.broker, err = broker.Open(ctx, broker.Config{
 		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
 		Services: cfg.Services,
 		Logger:   log,
@@ -105,61 +131,86 @@ func Run(ctx context.Context, cfg Config, host Host, log *slog.Logger, ready fun
 	}, deps)
 	if err != nil {
 		watcher.Close()
-		return err
+		return nil, err
 	}
-	defer b.Close()
-
-	ln, err := ipc.Listen(cfg.Addr)
-	if err != nil {
+	if d.ln, err = ipc.Listen(cfg.Addr); err != nil {
 		if errors.Is(err, ipc.ErrAddrInUse) {
-			return fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
+			return nil, fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
 		}
-		return err
+		return nil, err
 	}
-	pidPath := filepath.Join(cfg.StateDir, PIDFile)
-	if err := writePIDFile(pidPath, cfg.Addr); err != nil {
-		ln.Close()
-		return err
+	d.pidPath = filepath.Join(cfg.StateDir, PIDFile)
+	if err := writePIDFile(d.pidPath, cfg.Addr); err != nil {
+		return nil, err
 	}
-	defer os.Remove(pidPath)
+	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, nil)
+	d.gs = grpc.NewServer(grpc.ChainUnaryInterceptor(rpcserver.UnaryDeadline))
+	d.srv.Register(d.gs)
 
-	srv := rpcserver.New(b, rpcserver.Info{Version: cfg.Version, StatePath: store.Path(), StartedAt: started}, nil)
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(rpcserver.UnaryDeadline))
-	srv.Register(gs)
-
-	st := b.Status()
-	log.Info("portbrokerd serving", "addr", cfg.Addr, "state", store.Path(), "pool", st.Pool.String(),
+	st := d.broker.Status()
+	log.Info("portbrokerd serving", "addr", cfg.Addr, "state", d.store.Path(), "pool", st.Pool.String(),
 		"pool_size", st.PoolSize, "ephemeral", eph.String(), "reserved", broker.FormatRanges(reserved),
 		"leases", st.Leases, "pid", os.Getpid(), "platform", runtime.GOOS+"/"+runtime.GOARCH)
+	return d, nil
+}
 
+// Addr is the address the daemon listens on.
+func (d *Daemon) Addr() string { return d.cfg.Addr }
+
+// Broker is the daemon's broker, for tests that check its invariants.
+func (d *Daemon) Broker() *broker.Broker { return d.broker }
+
+// Serve answers calls until ctx ends, then stops accepting, lets in-flight
+// calls finish (up to shutdownGrace) and closes everything.
+func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
+	defer d.Close()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(ln) }()
+	go func() { serveErr <- d.gs.Serve(d.ln) }()
 	if ready != nil {
-		ready(cfg.Addr)
+		ready(d.cfg.Addr)
 	}
-
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("serve %s: %w", cfg.Addr, err)
+		return fmt.Errorf("serve %s: %w", d.cfg.Addr, err)
 	case <-ctx.Done():
 	}
-	log.Info("portbrokerd stopping")
-	srv.Shutdown()
+	d.log.Info("portbrokerd stopping")
+	d.srv.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
-		gs.GracefulStop()
+		d.gs.GracefulStop()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-time.After(shutdownGrace):
-		log.Warn("in-flight calls did not finish in time; stopping them", "grace", shutdownGrace)
-		gs.Stop()
+		d.log.Warn("in-flight calls did not finish in time; stopping them", "grace", shutdownGrace)
+		d.gs.Stop()
 		<-stopped
 	}
 	<-serveErr
-	log.Info("portbrokerd stopped")
+	d.log.Info("portbrokerd stopped")
 	return nil
+}
+
+// Close releases the listener, broker and store. Serve calls it; call it
+// yourself only when Serve will not run.
+func (d *Daemon) Close() {
+	if d.gs != nil {
+		d.gs.Stop()
+	}
+	if d.ln != nil {
+		d.ln.Close()
+	}
+	if d.pidPath != "" {
+		os.Remove(d.pidPath)
+	}
+	if d.broker != nil {
+		d.broker.Close()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
 }
 
 // prepareStateDir creates the state dir private to the user and refuses
