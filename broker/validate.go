@@ -92,3 +92,12 @@ func checkLeaseID(id string) error {
 	}
 	return nil
 }
+
+// CheckNamespace validates a namespace filter: empty (every namespace) or
+// a valid namespace.
+func CheckNamespace(ns string) error {
+	if ns == "" {
+		return nil
+	}
+	return checkName("namespace", ns)
+}

@@ -28,9 +28,12 @@ import (
 // TestMain lets the test binary act as a lease owner: a child that sleeps
 // until it is killed.
 func TestMain(m *testing.M) {
-	if os.Getenv("PORTBROKER_TEST_CHILD") == "sleep" {
+	switch os.Getenv("PORTBROKER_TEST_CHILD") {
+	case "sleep":
 		time.Sleep(time.Hour)
 		os.Exit(0)
+	case "daemon":
+		runDaemonChild()
 	}
 	os.Exit(m.Run())
 }

@@ -124,6 +124,9 @@ func (s *Server) RenewLease(ctx context.Context, req *brokerpb.RenewLeaseRequest
 }
 
 func (s *Server) ListLeases(_ context.Context, req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+	if err := broker.CheckNamespace(req.GetNamespace()); err != nil {
+		return nil, toStatus(err)
+	}
 	leases := s.b.List(req.GetNamespace())
 	out := make([]*brokerpb.Lease, len(leases))
 	for i, l := range leases {
@@ -133,6 +136,9 @@ func (s *Server) ListLeases(_ context.Context, req *brokerpb.ListLeasesRequest) 
 }
 
 func (s *Server) WatchLeases(req *brokerpb.WatchLeasesRequest, stream grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	if err := broker.CheckNamespace(req.GetNamespace()); err != nil {
+		return toStatus(err)
+	}
 	sub, err := s.b.Watch(req.GetNamespace(), req.GetIncludeExisting())
 	if err != nil {
 		return toStatus(err)
