@@ -163,3 +163,53 @@ func (p *pool) candidate() (uint16, bool) {
 	}
 	return port, ok
 }
+
+// SetHostRanges replaces the OS's ephemeral and reserved ranges, which can
+// move while the daemon runs (WinNAT re-reserves ranges at will). Leases
+// on ports that became reserved stay; their ports are just not handed out
+// again. It returns whether anything changed.
+func (b *Broker) SetHostRanges(ephemeral PortRange, reserved []PortRange) (bool, error) {
+	reserved = MergeRanges(reserved)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.pool
+	if old.cfg.Ephemeral == ephemeral && slicesEqual(old.cfg.Reserved, reserved) {
+		return false, nil
+	}
+	cfg := old.cfg
+	cfg.Ephemeral, cfg.Reserved = ephemeral, reserved
+	p, err := newPool(cfg)
+	if err != nil {
+		return false, err
+	}
+	p.cursor = old.cursor
+	if !p.rng.Contains(p.cursor) {
+		p.cursor = p.rng.First
+	}
+	for port := range b.byPort {
+		p.take(port)
+	}
+	for port, until := range old.busy {
+		if p.avail.has(port) {
+			p.avail.remove(port)
+			p.free--
+			p.busy[port] = until
+		}
+	}
+	p.nextSweep = old.nextSweep
+	b.pool = p
+	b.log.Info("host port ranges changed", "ephemeral", ephemeral.String(), "reserved", FormatRanges(reserved), "pool_size", p.size)
+	return true, nil
+}
+
+func slicesEqual(a, b []PortRange) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +200,38 @@ func FuzzParseRanges(f *testing.F) {
 			t.Fatalf("round trip of %v: %v, %v", rs, back, err)
 		}
 	})
+}
+
+func TestSetHostRanges(t *testing.T) {
+	r := newRig(t, Config{})
+	held := r.acquire(AcquireRequest{Name: "held"}).Lease // 20000
+	eph := smallPool.Ephemeral
+	changed, err := r.b.SetHostRanges(eph, []PortRange{{First: held.Port, Last: held.Port + 9, Source: "excluded"}})
+	if err != nil || !changed {
+		t.Fatalf("SetHostRanges = %v, %v", changed, err)
+	}
+	if changed, _ := r.b.SetHostRanges(eph, []PortRange{{First: held.Port, Last: held.Port + 9, Source: "excluded"}}); changed {
+		t.Error("the same ranges counted as a change")
+	}
+	st := r.b.Status()
+	if st.PoolSize != 90 || st.PoolFree != 90 || len(st.Reserved) != 1 {
+		t.Errorf("status = %+v, want 90 ports, all free, one reserved range", st)
+	}
+	if _, err := r.b.Get(held.ID); err != nil {
+		t.Errorf("lease on a newly reserved port dropped: %v", err)
+	}
+	for i := range 90 {
+		l := r.acquire(AcquireRequest{Name: fmt.Sprint("n", i), OwnerPID: 101}).Lease
+		if l.Port >= held.Port && l.Port <= held.Port+9 {
+			t.Fatalf("handed out reserved port %d", l.Port)
+		}
+	}
+	_, err = r.b.Acquire(context.Background(), AcquireRequest{Name: "full", OwnerPID: 102})
+	mustErr(t, err, ErrExhausted)
+	if _, err := r.b.Release(context.Background(), Caller{}, held.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.b.Status(); st.PoolFree != 0 {
+		t.Errorf("releasing a lease on a reserved port freed a pool port: %+v", st)
+	}
 }

@@ -54,8 +54,13 @@ type Daemon struct {
 	ln      net.Listener
 	srv     *rpcserver.Server
 	gs      *grpc.Server
+	host    Host
 	pidPath string
 }
+
+// rangesRefresh is how often the OS port ranges are read again: Windows
+// moves its excluded ranges (WinNAT, Hyper-V) while the daemon runs.
+const rangesRefresh = time.Minute
 
 // Run starts the daemon and serves until ctx ends, then stops cleanly.
 // ready, if not nil, is called with the address once it accepts calls.
@@ -88,7 +93,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log}
+	d := &Daemon{cfg: cfg, log: log, host: host}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -166,6 +171,16 @@ func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
 	defer d.Close()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.gs.Serve(d.ln) }()
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		d.refreshRanges(refreshCtx)
+	}()
+	defer func() {
+		stopRefresh()
+		<-refreshed
+	}()
 	if ready != nil {
 		ready(d.cfg.Addr)
 	}
@@ -191,6 +206,32 @@ func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
 	<-serveErr
 	d.log.Info("portbrokerd stopped")
 	return nil
+}
+
+// refreshRanges keeps the pool clear of OS ranges that move.
+func (d *Daemon) refreshRanges(ctx context.Context) {
+	t := time.NewTicker(rangesRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		eph, err := d.host.EphemeralRange()
+		if err != nil {
+			d.log.Warn("read the OS ephemeral port range", "err", err)
+			continue
+		}
+		reserved, err := d.host.ReservedRanges()
+		if err != nil {
+			d.log.Warn("read the OS reserved port ranges", "err", err)
+			continue
+		}
+		if _, err := d.broker.SetHostRanges(eph, reserved); err != nil {
+			d.log.Error("apply new OS port ranges; keeping the old pool", "err", err)
+		}
+	}
 }
 
 // Close releases the listener, broker and store. Serve calls it; call it
