@@ -144,8 +144,12 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		}
 		return nil, err
 	}
+	if tcp, ok := d.ln.Addr().(*net.TCPAddr); ok {
+		// Report the port the OS picked for tcp://127.0.0.1:0.
+		d.cfg.Addr = "tcp://" + tcp.String()
+	}
 	d.pidPath = filepath.Join(cfg.StateDir, PIDFile)
-	if err := writePIDFile(d.pidPath, cfg.Addr); err != nil {
+	if err := writePIDFile(d.pidPath, d.cfg.Addr); err != nil {
 		return nil, err
 	}
 	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, nil)
@@ -153,7 +157,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	d.srv.Register(d.gs)
 
 	st := d.broker.Status()
-	log.Info("portbrokerd serving", "addr", cfg.Addr, "state", d.store.Path(), "pool", st.Pool.String(),
+	log.Info("portbrokerd serving", "addr", d.cfg.Addr, "state", d.store.Path(), "pool", st.Pool.String(),
 		"pool_size", st.PoolSize, "ephemeral", eph.String(), "reserved", broker.FormatRanges(reserved),
 		"leases", st.Leases, "pid", os.Getpid(), "platform", runtime.GOOS+"/"+runtime.GOARCH)
 	return d, nil

@@ -25,101 +25,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// TestMain lets the test binary act as a lease owner: a child that sleeps
-// until it is killed.
-func TestMain(m *testing.M) {
-	switch os.Getenv("PORTBROKER_TEST_CHILD") {
-	case "sleep":
-		time.Sleep(time.Hour)
-		os.Exit(0)
-	case "daemon":
-		runDaemonChild()
-	}
-	os.Exit(m.Run())
-}
-
-// startChild starts a process that lives until killed; cleanup kills it.
-func startChild(t *testing.T) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=sleep")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
-
-// daemonRun is one running daemon; stop ends it and waits.
-type daemonRun struct {
-	addr string
-	stop func() error
-}
-
-func startDaemon(t *testing.T, cfg Config) *daemonRun {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, unix.New(), nil, func(a string) { ready <- a }) }()
-	select {
-	case addr := <-ready:
-		var stopped bool
-		var stopErr error
-		stop := func() error {
-			if !stopped {
-				stopped = true
-				cancel()
-				stopErr = <-done
-			}
-			return stopErr
-		}
-		t.Cleanup(func() { stop() })
-		return &daemonRun{addr: addr, stop: stop}
-	case err := <-done:
-		cancel()
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("daemon did not start within 30s")
-	}
-	return nil
-}
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	target, opts, err := ipc.DialOptions(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(target, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-func testConfig(t *testing.T) Config {
-	// Socket paths are short-limited; t.TempDir() under /tmp fits.
-	dir := t.TempDir()
-	return Config{
-		Addr:         "unix://" + filepath.Join(dir, "b.sock"),
-		StateDir:     filepath.Join(dir, "state"),
-		PollInterval: time.Second,
-		Version:      "test",
-	}
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestDaemonEndToEnd(t *testing.T) {
 	cfg := testConfig(t)
 	d := startDaemon(t, cfg)
@@ -351,7 +256,7 @@ func TestSecondDaemonIsRefused(t *testing.T) {
 	// Same state dir, other address: the store's lock refuses it, naming the first.
 	other := cfg
 	other.Addr = "unix://" + filepath.Join(t.TempDir(), "other.sock")
-	err := Run(ctxT(t), other, unix.New(), nil, nil)
+	err := Run(ctxT(t), other, testHost(), nil, nil)
 	if !errors.Is(err, ErrAlreadyRunning) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) || !strings.Contains(err.Error(), first.addr) {
 		t.Errorf("second daemon on the same state dir: %v; want ErrAlreadyRunning naming pid %d at %s", err, os.Getpid(), first.addr)
 	}
@@ -359,7 +264,7 @@ func TestSecondDaemonIsRefused(t *testing.T) {
 	// Same address, other state dir: the live socket refuses it.
 	other = cfg
 	other.StateDir = filepath.Join(t.TempDir(), "state")
-	err = Run(ctxT(t), other, unix.New(), nil, nil)
+	err = Run(ctxT(t), other, testHost(), nil, nil)
 	if !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("second daemon on the same address: %v; want ErrAlreadyRunning", err)
 	}
@@ -375,7 +280,7 @@ func TestCorruptStoreIsRefusedThenRecovered(t *testing.T) {
 	if err := os.WriteFile(path, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := Run(ctxT(t), cfg, unix.New(), nil, nil)
+	err := Run(ctxT(t), cfg, testHost(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "--recover") {
 		t.Fatalf("start on a corrupt store: %v; want an error naming %s and --recover", err, path)
 	}
@@ -401,7 +306,7 @@ func TestStateDirWritableByOthersIsRefused(t *testing.T) {
 	if err := os.Chmod(cfg.StateDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	err := Run(ctxT(t), cfg, unix.New(), nil, nil)
+	err := Run(ctxT(t), cfg, testHost(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Errorf("start with a 0777 state dir: %v", err)
 	}

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+func init() { childModes["daemon"] = runDaemonChild }
+
 // runDaemonChild is the test binary's daemon mode, so the crash test can
 // SIGKILL a real daemon process.
 func runDaemonChild() {

@@ -1,0 +1,23 @@
+package daemon
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/portbroker/portbroker/platform/windows"
+)
+
+func testHost() Host { return windows.New() }
+
+// testConfig serves loopback TCP: Wine, where these tests run in CI, has
+// neither AF_UNIX nor a working named-pipe Accept.
+func testConfig(t *testing.T) Config {
+	dir := t.TempDir()
+	return Config{
+		Addr:         "tcp://127.0.0.1:0",
+		StateDir:     filepath.Join(dir, "state"),
+		PollInterval: time.Second,
+		Version:      "test",
+	}
+}
