@@ -1,8 +1,12 @@
 // Package ipc is the broker's local transport, both ends: it parses
 // addresses, resolves the per-user default address and state directory,
-// listens and dials. Unix sockets live in a private directory, TCP is bound
-// to loopback only and Windows named pipes are restricted to the current
-// user, so that only the user who runs the daemon can reach it.
+// listens and dials, and tells the server who calls. Unix sockets live in
+// a private directory (or one shared with a chosen group), TCP is bound to
+// loopback only and Windows named pipes are restricted to the current
+// user. Over unix sockets and pipes the OS names each caller
+// (ServerCredentials, IdentityFrom); over TCP, which every local user can
+// reach, calls must carry a token only the daemon's user can read
+// (EnsureToken, TokenInterceptors).
 package ipc
 
 import (
@@ -133,14 +137,51 @@ func formatAddr(network, address string) string {
 // Listen listens on a broker address. See the per-OS listenUnix and
 // listenPipe for what each network checks first. It returns an error
 // matching ErrAddrInUse when something already serves addr.
-func Listen(addr string) (net.Listener, error) {
+func Listen(addr string) (net.Listener, error) { return ListenWith(addr) }
+
+// ListenOption configures ListenWith.
+type ListenOption func(*listenConfig)
+
+type listenConfig struct {
+	// group, when set, is the socket's group: a gid, or a name in
+	// groupName to look up.
+	group     *int
+	groupName string
+}
+
+// WithGroup shares a unix socket with the members of group gid: the socket
+// is made 0660 and, when Listen creates its directory, that directory 0750,
+// both with group gid. The daemon's user must be in the group (or be
+// root). An existing directory is never widened; it must already let the
+// group through. Other networks refuse this option.
+func WithGroup(gid int) ListenOption {
+	return func(c *listenConfig) { c.group, c.groupName = &gid, "" }
+}
+
+// WithGroupName is WithGroup for a group named by name (or by a decimal
+// gid).
+func WithGroupName(name string) ListenOption {
+	return func(c *listenConfig) { c.group, c.groupName = nil, name }
+}
+
+func (c *listenConfig) hasGroup() bool { return c.group != nil || c.groupName != "" }
+
+// ListenWith is Listen with options.
+func ListenWith(addr string, opts ...ListenOption) (net.Listener, error) {
 	network, address, err := ParseAddr(addr)
 	if err != nil {
 		return nil, err
 	}
+	var cfg listenConfig
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if cfg.hasGroup() && network != NetworkUnix {
+		return nil, fmt.Errorf("listen %s: a socket group applies to unix:// addresses only", addr)
+	}
 	switch network {
 	case NetworkUnix:
-		return listenUnix(addr, address)
+		return listenUnix(addr, address, cfg)
 	case NetworkPipe:
 		return listenPipe(addr, address)
 	}
@@ -154,7 +195,9 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Dial connects to a broker address.
+// Dial connects to a broker address. Before it dials a unix socket it
+// checks that no other user could have put the socket there; see
+// checkServerDir.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {
 	network, address, err := ParseAddr(addr)
 	if err != nil {
@@ -172,17 +215,26 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 
 // DialOptions returns the target and options for grpc.NewClient to reach
 // addr through Dial. The transport is local and its endpoints are
-// restricted to one user, so it carries no TLS.
+// restricted to one user, so it carries no TLS. Over TCP, which any local
+// user can reach, every call carries the broker token (see EnsureToken),
+// read per call from $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE
+// names, else the token file in $PORTBROKER_STATE_DIR or DefaultStateDir;
+// with none, calls go without it and the daemon's refusal says where it is.
 func DialOptions(addr string) (target string, opts []grpc.DialOption, err error) {
-	if _, _, err := ParseAddr(addr); err != nil {
+	network, _, err := ParseAddr(addr)
+	if err != nil {
 		return "", nil, err
 	}
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return Dial(ctx, addr) }
-	return "passthrough:///" + addr, []grpc.DialOption{
+	opts = []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dial),
 		// The endpoint is a whole address, not a host; give HTTP/2 a
 		// plain authority instead of an escaped path.
 		grpc.WithAuthority("localhost"),
-	}, nil
+	}
+	if network == NetworkTCP {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{}))
+	}
+	return "passthrough:///" + addr, opts, nil
 }

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -33,13 +35,24 @@ const probeTimeout = 2 * time.Second
 //     cannot each remove the other's socket;
 //   - a socket left by a crash (nothing answers) is removed; one that
 //     answers is left alone and reported as ErrAddrInUse; anything that is
-//     not a socket is never removed.
-func listenUnix(addr, path string) (net.Listener, error) {
+//     not a socket is never removed;
+//   - with a group, the socket is 0660 and a directory created here 0750,
+//     both with that group, opened only once the socket has its final
+//     mode.
+func listenUnix(addr, path string, cfg listenConfig) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("listen %s: socket path is %d bytes; the OS allows at most %d", addr, len(path), maxSocketPath)
 	}
+	gid := -1
+	if cfg.hasGroup() {
+		var err error
+		if gid, err = lookupGroup(cfg); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+	}
 	dir := filepath.Dir(path)
-	if err := ensurePrivateDir(dir); err != nil {
+	created, err := ensureSocketDir(dir, gid)
+	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 
@@ -55,17 +68,51 @@ func listenUnix(addr, path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: lock %s: %w", addr, lock.Name(), err)
 	}
 
-	ln, err := bindUnix(addr, path)
+	ln, err := bindUnix(addr, path, gid)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
+	if created && gid >= 0 {
+		err := os.Chown(dir, -1, gid)
+		if err == nil {
+			err = os.Chmod(dir, 0o750)
+		}
+		if err != nil {
+			ln.Close()
+			lock.Close()
+			return nil, fmt.Errorf("listen %s: share socket directory with group %d: %w", addr, gid, err)
+		}
+	}
 	return &unixListener{ln: ln, lock: lock}, nil
 }
 
-// bindUnix clears a stale socket at path and listens there. The caller
-// holds the path's lock.
-func bindUnix(addr, path string) (*net.UnixListener, error) {
+// lookupGroup resolves the configured socket group to a gid.
+func lookupGroup(cfg listenConfig) (int, error) {
+	if cfg.group != nil {
+		if *cfg.group < 0 {
+			return 0, fmt.Errorf("socket group %d: must be a gid of 0 or more", *cfg.group)
+		}
+		return *cfg.group, nil
+	}
+	g, err := user.LookupGroup(cfg.groupName)
+	if err != nil {
+		if n, nerr := strconv.Atoi(cfg.groupName); nerr == nil && n >= 0 {
+			return n, nil
+		}
+		return 0, fmt.Errorf("socket group %q: %w", cfg.groupName, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("socket group %q: gid %q is not a number", cfg.groupName, g.Gid)
+	}
+	return gid, nil
+}
+
+// bindUnix clears a stale socket at path and listens there, with mode 0600
+// or, given a group (gid >= 0), 0660 with that group. The caller holds the
+// path's lock.
+func bindUnix(addr, path string, gid int) (*net.UnixListener, error) {
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -101,23 +148,44 @@ func bindUnix(addr, path string) (*net.UnixListener, error) {
 	// never writable by others, so no other user can reach or replace the
 	// socket meanwhile. (Changing the umask instead would race with every
 	// other goroutine creating files.)
-	if err := os.Chmod(path, 0o600); err != nil {
+	err = os.Chmod(path, 0o600)
+	if err == nil && gid >= 0 {
+		if err = os.Chown(path, -1, gid); err != nil {
+			err = fmt.Errorf("socket group %d: %w (the daemon's user must belong to the group)", gid, err)
+		} else {
+			err = os.Chmod(path, 0o660)
+		}
+	}
+	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return ln, nil
 }
 
-// ensurePrivateDir creates dir 0700 when missing, else checks that it is a
-// directory owned by this user and writable by nobody else.
-func ensurePrivateDir(dir string) error {
+// ensureSocketDir creates dir 0700 when missing (and reports that it did),
+// else checks that it is a directory owned by this user and writable by
+// nobody else and, given a group (gid >= 0), that the group may pass
+// through it.
+func ensureSocketDir(dir string, gid int) (created bool, err error) {
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create socket directory: %w", err)
+		// Parents made here must let the group pass through too.
+		parentMode := fs.FileMode(0o700)
+		if gid >= 0 {
+			parentMode = 0o755
 		}
-		// MkdirAll honours the umask; make the leaf exactly 0700.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("socket directory %s: %w", dir, err)
+		if err := os.MkdirAll(filepath.Dir(dir), parentMode); err != nil {
+			return false, fmt.Errorf("create socket directory: %w", err)
+		}
+		switch err := os.Mkdir(dir, 0o700); {
+		case err == nil:
+			// Mkdir honours the umask; make it exactly 0700.
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return false, fmt.Errorf("socket directory %s: %w", dir, err)
+			}
+			created = true
+		case !errors.Is(err, fs.ErrExist):
+			return false, fmt.Errorf("create socket directory: %w", err)
 		}
 	}
 	// Lstat for who owns the entry (a symlink someone else planted),
@@ -125,27 +193,34 @@ func ensurePrivateDir(dir string) error {
 	for _, stat := range []func(string) (fs.FileInfo, error){os.Lstat, os.Stat} {
 		fi, err := stat(dir)
 		if err != nil {
-			return fmt.Errorf("socket directory: %w", err)
+			return false, fmt.Errorf("socket directory: %w", err)
 		}
-		if uid := fi.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
-			return fmt.Errorf("socket directory %s is owned by uid %d, not %d; refusing to use it", dir, uid, os.Geteuid())
+		if uid := fileOwner(fi); int(uid) != os.Geteuid() {
+			return false, fmt.Errorf("socket directory %s is owned by uid %d, not %d; refusing to use it", dir, uid, os.Geteuid())
 		}
 		if fi.Mode().Type() == fs.ModeSymlink {
 			continue
 		}
 		if !fi.IsDir() {
-			return fmt.Errorf("socket directory %s is not a directory", dir)
+			return false, fmt.Errorf("socket directory %s is not a directory", dir)
 		}
-		if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-			return fmt.Errorf("socket directory %s has mode %04o: it must not be group or world writable", dir, perm)
+		perm := fi.Mode().Perm()
+		if perm&0o022 != 0 {
+			return false, fmt.Errorf("socket directory %s has mode %04o: it must not be group or world writable", dir, perm)
+		}
+		if gid >= 0 && !created && perm&0o001 == 0 && (perm&0o010 == 0 || int(fi.Sys().(*syscall.Stat_t).Gid) != gid) {
+			return false, fmt.Errorf("socket directory %s (mode %04o, group %d) keeps group %d from the socket: run chgrp %d %s && chmod 750 %s, or use a directory Listen creates",
+				dir, perm, fi.Sys().(*syscall.Stat_t).Gid, gid, gid, dir, dir)
 		}
 	}
-	return nil
+	return created, nil
 }
 
-// unixListener owns the socket and its lock. Accept is where the peer's
-// credentials (SO_PEERCRED, LOCAL_PEERCRED) will be attached to each
-// connection.
+func fileOwner(fi fs.FileInfo) uint32 { return fi.Sys().(*syscall.Stat_t).Uid }
+
+// unixListener owns the socket and its lock. Accept returns the
+// *net.UnixConn itself, from which ServerCredentials reads the peer's
+// credentials.
 type unixListener struct {
 	ln   *net.UnixListener
 	lock *os.File
@@ -172,8 +247,57 @@ func (l *unixListener) Close() error {
 }
 
 func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	if err := checkServerDir(path); err != nil {
+		return nil, fmt.Errorf("dial unix://%s: %w", path, err)
+	}
 	var d net.Dialer
 	return d.DialContext(ctx, "unix", path)
+}
+
+// checkServerDir refuses a socket another user could have put in place,
+// as by creating the default directory under the shared temp dir before
+// the daemon first ran. The socket's directory must not be group or world
+// writable, and must belong to this user or root, or else sit in a
+// directory only this user or root can write: then one of them placed it
+// there, as systemd does for a service's RuntimeDirectory. A missing
+// directory is left for the dial to report.
+func checkServerDir(path string) error {
+	dir := filepath.Dir(path)
+	me := os.Geteuid()
+	trusted := func(fi fs.FileInfo) bool { uid := fileOwner(fi); return int(uid) == me || uid == 0 }
+
+	lfi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if lfi.Mode().Type() == fs.ModeSymlink && !trusted(lfi) {
+		return fmt.Errorf("socket directory %s is a symlink owned by uid %d, not you (uid %d) or root: another user may have planted it; refusing to dial", dir, fileOwner(lfi), me)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("socket directory %s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("socket directory %s has mode %04o: other users can write it, so the socket may not be portbrokerd's; refusing to dial", dir, perm)
+	}
+	if trusted(fi) {
+		return nil
+	}
+	parent := filepath.Dir(real)
+	if pfi, err := os.Stat(parent); err == nil && trusted(pfi) && pfi.Mode().Perm()&0o022 == 0 {
+		return nil
+	}
+	return fmt.Errorf("socket directory %s is owned by uid %d, not you (uid %d) or root, and other users can write %s: another user may have planted it; refusing to dial (remove it, or use an address you trust)", dir, fileOwner(fi), me, parent)
 }
 
 func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }

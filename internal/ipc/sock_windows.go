@@ -14,8 +14,8 @@ import (
 // user, and nobody else, access. Creating the first instance fails when the
 // pipe exists, so a second daemon cannot share it.
 //
-// The listener is winio's; peer identity (GetNamedPipeClientProcessId) will
-// wrap its Accept.
+// The listener is winio's; ServerCredentials identifies each client from
+// the pipe handle its connections expose.
 func listenPipe(addr, path string) (net.Listener, error) {
 	sid, err := currentUserSID()
 	if err != nil {
@@ -36,12 +36,8 @@ func listenPipe(addr, path string) (net.Listener, error) {
 }
 
 func currentUserSID() (string, error) {
-	tok, err := windows.OpenCurrentProcessToken()
-	if err != nil {
-		return "", fmt.Errorf("open process token: %w", err)
-	}
-	defer tok.Close()
-	u, err := tok.GetTokenUser()
+	// A pseudo-handle: nothing to close.
+	u, err := windows.GetCurrentProcessToken().GetTokenUser()
 	if err != nil {
 		return "", fmt.Errorf("token user: %w", err)
 	}
@@ -56,7 +52,7 @@ func isAddrInUse(err error) bool { return errors.Is(err, windows.WSAEADDRINUSE) 
 
 // Windows has AF_UNIX sockets but neither file modes nor peer credentials
 // for them; the broker uses named pipes (or loopback TCP) there.
-func listenUnix(addr, _ string) (net.Listener, error) {
+func listenUnix(addr, _ string, _ listenConfig) (net.Listener, error) {
 	return nil, fmt.Errorf("listen %s: unix sockets are not supported on Windows, use npipe:// or tcp://: %w", addr, errors.ErrUnsupported)
 }
 
