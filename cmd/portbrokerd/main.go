@@ -88,11 +88,12 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 	f.String("grace", "", "time between the graceful and the forced stop of a process (default 5s)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
+	f.String("socket-group", "", "open the unix socket to this group (mode 0660) so its members may call")
 	f.Bool("recover", false, "move an unreadable lease store aside (keeping it) and start empty")
 	for key, name := range map[string]string{
 		"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
 		"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
-		"log_level": "log-level", "log_format": "log-format", "recover": "recover",
+		"log_level": "log-level", "log_format": "log-format", "recover": "recover", "socket_group": "socket-group",
 	} {
 		_ = v.BindPFlag(key, f.Lookup(name))
 	}
@@ -149,7 +150,8 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			LeasesPerUser: v.GetInt("limits.leases_per_user"),
 			Watchers:      v.GetInt("limits.watchers"),
 		},
-		Recover: v.GetBool("recover"),
+		Recover:     v.GetBool("recover"),
+		SocketGroup: v.GetString("socket_group"),
 	}
 	cfg, err := s.Resolve()
 	cfg.Protected = protectedNames

@@ -31,7 +31,9 @@ type Config struct {
 	Protected []string
 	// Recover moves an unreadable store aside and starts empty.
 	Recover bool
-	Version string
+	// SocketGroup, when set, opens the unix socket to that group (0660).
+	SocketGroup string
+	Version     string
 }
 
 // Settings are the raw values a config file, the environment and flags
@@ -45,6 +47,8 @@ type Settings struct {
 	Reclaim  ReclaimSettings
 	Limits   broker.Limits
 	Recover  bool
+	// SocketGroup opens the unix socket to a group: socket_group in the file.
+	SocketGroup string
 }
 
 // ReclaimSettings is the reclaim: section of the config file.
@@ -63,7 +67,7 @@ type ServiceSettings struct {
 
 // Keys are the settings a config file may hold; anything else is a typo
 // worth an error rather than a silent default.
-var Keys = []string{"addr", "state_dir", "range", "exclude", "services", "reclaim", "limits", "log_level", "log_format"}
+var Keys = []string{"addr", "state_dir", "socket_group", "range", "exclude", "services", "reclaim", "limits", "log_level", "log_format"}
 
 // nested lists the fields of the sections that have fixed fields.
 var nested = map[string][]string{
@@ -95,7 +99,7 @@ func CheckKeys(keys []string) error {
 // Resolve validates settings into a Config. Errors name the setting and
 // the rule.
 func (s Settings) Resolve() (Config, error) {
-	cfg := Config{Addr: s.Addr, StateDir: s.StateDir, Recover: s.Recover}
+	cfg := Config{Addr: s.Addr, StateDir: s.StateDir, Recover: s.Recover, SocketGroup: s.SocketGroup}
 	if strings.TrimSpace(s.Range) != "" {
 		r, err := broker.ParseRange(s.Range)
 		if err != nil {

@@ -58,6 +58,14 @@ type Daemon struct {
 	pidPath string
 }
 
+// callerOf turns the transport's identity into the core's caller. A TCP
+// caller that passed the token is unidentified: the core treats it as the
+// daemon's own user, which is who can read the token.
+func callerOf(ctx context.Context) broker.Caller {
+	id, _ := ipc.IdentityFrom(ctx)
+	return broker.Caller{PID: id.PID, User: id.UID, Admin: id.Admin}
+}
+
 // rangesRefresh is how often the OS port ranges are read again: Windows
 // moves its excluded ranges (WinNAT, Hyper-V) while the daemon runs.
 const rangesRefresh = time.Minute
@@ -138,7 +146,19 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		watcher.Close()
 		return nil, err
 	}
-	if d.ln, err = ipc.Listen(cfg.Addr); err != nil {
+	// Loopback TCP cannot tell who calls, so it needs a token only the
+	// daemon's user can read; sockets and pipes identify their peers.
+	var token, tokenPath string
+	if network, _, _ := ipc.ParseAddr(cfg.Addr); network == ipc.NetworkTCP {
+		if token, tokenPath, err = ipc.EnsureToken(cfg.StateDir); err != nil {
+			return nil, err
+		}
+	}
+	var lopts []ipc.ListenOption
+	if cfg.SocketGroup != "" {
+		lopts = append(lopts, ipc.WithGroupName(cfg.SocketGroup))
+	}
+	if d.ln, err = ipc.ListenWith(cfg.Addr, lopts...); err != nil {
 		if errors.Is(err, ipc.ErrAddrInUse) {
 			return nil, fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
 		}
@@ -152,8 +172,13 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	if err := writePIDFile(d.pidPath, d.cfg.Addr); err != nil {
 		return nil, err
 	}
-	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, nil)
-	d.gs = grpc.NewServer(grpc.ChainUnaryInterceptor(rpcserver.UnaryDeadline))
+	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, callerOf)
+	tokUnary, tokStream := ipc.TokenInterceptors(token, tokenPath)
+	d.gs = grpc.NewServer(
+		grpc.Creds(ipc.ServerCredentials(ipc.WithLogger(log))),
+		grpc.ChainUnaryInterceptor(tokUnary, rpcserver.UnaryDeadline),
+		grpc.ChainStreamInterceptor(tokStream),
+	)
 	d.srv.Register(d.gs)
 
 	st := d.broker.Status()

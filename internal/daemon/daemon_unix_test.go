@@ -3,21 +3,16 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/portbroker/portbroker/internal/ipc"
 	"github.com/portbroker/portbroker/platform/unix"
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -309,5 +304,19 @@ func TestStateDirWritableByOthersIsRefused(t *testing.T) {
 	err := Run(ctxT(t), cfg, testHost(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Errorf("start with a 0777 state dir: %v", err)
+	}
+}
+
+// TestOwnerDefaultsToCaller checks that the unix socket's peer credentials
+// make the caller the owner when the request names none.
+func TestOwnerDefaultsToCaller(t *testing.T) {
+	d := startDaemon(t, testConfig(t))
+	c := brokerpb.NewBrokerServiceClient(dial(t, d.addr))
+	res, err := c.AcquireLease(ctxT(t), &brokerpb.AcquireLeaseRequest{Name: "me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.GetLease().GetOwnerPid(); got != int32(os.Getpid()) {
+		t.Errorf("owner = %d, want the caller %d", got, os.Getpid())
 	}
 }

@@ -24,6 +24,10 @@ func TestDaemonServesOverTCP(t *testing.T) {
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", h, err)
 	}
+	// Loopback TCP cannot tell who calls, so the owner must be named.
+	if _, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "anon"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("acquire without owner_pid over TCP = %v, want InvalidArgument", err)
+	}
 	owner := startChild(t)
 	watch, err := rpc.WatchLeases(ctx, &brokerpb.WatchLeasesRequest{})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portbroker/portbroker/internal/ipc"
 	"github.com/portbroker/portbroker/platform/windows"
 )
 
@@ -14,6 +15,8 @@ func testHost() Host { return windows.New() }
 // neither AF_UNIX nor a working named-pipe Accept.
 func testConfig(t *testing.T) Config {
 	dir := t.TempDir()
+	// Clients find the daemon's token where it writes it.
+	t.Setenv(ipc.EnvTokenFile, filepath.Join(dir, "state", ipc.TokenFile))
 	return Config{
 		Addr:         "tcp://127.0.0.1:0",
 		StateDir:     filepath.Join(dir, "state"),
