@@ -19,6 +19,8 @@ func TestMain(m *testing.M) {
 		// Live until the parent closes stdin or kills us.
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
+	case "sleep", "tree", "window", "interrupt":
+		os.Exit(runHelper(mode))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s %q\n", helperEnv, mode)
 		os.Exit(2)

@@ -1,10 +1,12 @@
 // Package windows is the port broker's host on Windows: the dynamic and
 // excluded port ranges, bind probes that explain WSAEACCES (10013), process
-// lookup and exit watching.
+// lookup, inspection and exit watching, the owners of ports, stopping
+// processes, job objects that take a service's whole tree down with them,
+// and the firewall rules the broker manages.
 //
-// The netsh parsers and the bind classification are plain functions built on
-// every OS, so their tests run anywhere; everything that calls Windows lives
-// in *_windows.go files.
+// The netsh parsers, the owner-table decoders, the process-tree walk and the
+// bind classification are plain functions built on every OS, so their tests
+// run anywhere; everything that calls Windows lives in *_windows.go files.
 package windows
 
 import (

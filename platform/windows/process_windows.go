@@ -105,17 +105,10 @@ func startTime(h xwin.Handle) (time.Time, error) {
 // imageName returns the base name of the process's executable, or "" when
 // Windows will not say (the System process has no image file).
 func imageName(h xwin.Handle) string {
-	for size := xwin.MAX_PATH; ; size = min(4*size, xwin.MAX_LONG_PATH) {
-		buf := make([]uint16, size)
-		n := uint32(len(buf))
-		err := xwin.QueryFullProcessImageName(h, 0, &buf[0], &n)
-		if err == nil {
-			return filepath.Base(xwin.UTF16ToString(buf[:n]))
-		}
-		if !errors.Is(err, xwin.ERROR_INSUFFICIENT_BUFFER) || size == xwin.MAX_LONG_PATH {
-			return ""
-		}
+	if p := imagePath(h); p != "" {
+		return filepath.Base(p)
 	}
+	return ""
 }
 
 // userSID returns the SID of the process's user, or "" when its token may
