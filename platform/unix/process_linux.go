@@ -67,10 +67,16 @@ func (t procTable) lookup(pid int) (broker.Process, error) {
 	}
 	return broker.Process{
 		PID:       pid,
-		StartTime: boot.Add(time.Duration(st.startTicks) * (time.Second / clockTicks)),
+		StartTime: startTime(boot, st.startTicks),
 		Name:      st.comm,
 		User:      uid,
 	}, nil
+}
+
+// startTime converts a /proc start time in clock ticks since boot. Every
+// reader of start times uses it, so that their processes compare Same.
+func startTime(boot time.Time, ticks uint64) time.Time {
+	return boot.Add(time.Duration(ticks) * (time.Second / clockTicks))
 }
 
 // procError maps the errors of a vanished process to broker.ErrNoProcess.
@@ -97,16 +103,22 @@ func readAt(dir int, name string, buf []byte) (int, error) {
 	}
 }
 
-// procStat is what Lookup needs from /proc/PID/stat.
+// procStat is what the host needs from /proc/PID/stat.
 type procStat struct {
-	comm       string
-	state      byte
+	comm    string
+	state   byte
+	ppid    int
+	pgrp    int
+	session int
+	// ttyNr is the controlling terminal's device number, 0 for none.
+	ttyNr      int64
+	flags      uint64
 	startTicks uint64
 }
 
-// parseStat reads /proc/PID/stat: "PID (COMM) STATE PPID ... STARTTIME ...".
-// COMM may hold spaces and parentheses, so the fields start after the last
-// ')'; STARTTIME is field 22.
+// parseStat reads /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION
+// TTY_NR TPGID FLAGS ... STARTTIME ...". COMM may hold spaces and
+// parentheses, so the fields start after the last ')'; STARTTIME is field 22.
 func parseStat(b []byte) (procStat, error) {
 	open := bytes.IndexByte(b, '(')
 	end := bytes.LastIndexByte(b, ')')
@@ -127,11 +139,28 @@ func parseStat(b []byte) (procStat, error) {
 			j = len(rest)
 		}
 		field, rest = rest[:j], rest[j:]
-		if i == 3 {
+		var ok bool
+		switch i {
+		case 3:
 			if len(field) != 1 {
 				return procStat{}, fmt.Errorf("state %q: want one letter", string(field))
 			}
-			st.state = field[0]
+			st.state, ok = field[0], true
+		case 4:
+			st.ppid, ok = parsePID(field)
+		case 5:
+			st.pgrp, ok = parsePID(field)
+		case 6:
+			st.session, ok = parsePID(field)
+		case 7:
+			st.ttyNr, ok = parseSigned(field)
+		case 9:
+			st.flags, ok = parseDecimal(field)
+		default:
+			ok = true
+		}
+		if !ok {
+			return procStat{}, fmt.Errorf("field %d %q: want a decimal number", i, string(field))
 		}
 	}
 	ticks, ok := parseDecimal(field)
@@ -180,6 +209,31 @@ func parseDecimal(b []byte) (uint64, bool) {
 		n = n*10 + uint64(c-'0')
 	}
 	return n, true
+}
+
+// parsePID parses a decimal PID, which the kernel keeps below 2^22.
+func parsePID(b []byte) (int, bool) {
+	n, ok := parseDecimal(b)
+	if !ok || n > 1<<31-1 {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// parseSigned parses a decimal with an optional leading '-'.
+func parseSigned(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	n, ok := parseDecimal(b)
+	if !ok || n > 1<<63-1 {
+		return 0, false
+	}
+	if neg {
+		return -int64(n), true
+	}
+	return int64(n), true
 }
 
 // readBootTime returns the boot time from the btime line of /proc/stat.

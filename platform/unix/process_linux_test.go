@@ -25,24 +25,42 @@ func waitZombie(t testing.TB, pid int) {
 }
 
 func TestParseStat(t *testing.T) {
-	// Fields 3 to 21, then starttime 4242, then the rest.
+	// Fields 4 to 21, then starttime 4242, then the rest: PPID 1, PGRP 2,
+	// SESSION 3, TTY_NR 4, TPGID 5, FLAGS 6.
 	const mid = " 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18"
+	mids := func(comm string, state byte, start uint64) procStat {
+		return procStat{comm: comm, state: state, ppid: 1, pgrp: 2, session: 3, ttyNr: 4, flags: 6, startTicks: start}
+	}
 	tests := []struct {
 		name    string
 		in      string
 		want    procStat
 		wantErr string
 	}{
-		{"plain", "1234 (sleep) S" + mid + " 4242 99 100\n", procStat{comm: "sleep", state: 'S', startTicks: 4242}, ""},
-		{"comm with spaces and parens", "1234 (a) b (c)) R" + mid + " 4242 99\n", procStat{comm: "a) b (c)", state: 'R', startTicks: 4242}, ""},
-		{"empty comm", "7 () S" + mid + " 1 2", procStat{comm: "", state: 'S', startTicks: 1}, ""},
-		{"zombie", "7 (x) Z" + mid + " 5 0", procStat{comm: "x", state: 'Z', startTicks: 5}, ""},
-		{"starttime last", "7 (x) S" + mid + " 5\n", procStat{comm: "x", state: 'S', startTicks: 5}, ""},
+		{"plain", "1234 (sleep) S" + mid + " 4242 99 100\n", mids("sleep", 'S', 4242), ""},
+		{"comm with spaces and parens", "1234 (a) b (c)) R" + mid + " 4242 99\n", mids("a) b (c)", 'R', 4242), ""},
+		{"empty comm", "7 () S" + mid + " 1 2", mids("", 'S', 1), ""},
+		{"zombie", "7 (x) Z" + mid + " 5 0", mids("x", 'Z', 5), ""},
+		{"starttime last", "7 (x) S" + mid + " 5\n", mids("x", 'S', 5), ""},
+		{
+			"kthreadd",
+			"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 23 0 0 18446744073709551615 0 0\n",
+			procStat{comm: "kthreadd", state: 'S', flags: 2129984, startTicks: 23}, "",
+		},
+		{
+			"login shell",
+			"4100 (bash) S 4099 4100 4100 34816 4200 4194560 1 2 3 4 5 6 7 8 20 0 1 0 777 0\n",
+			procStat{comm: "bash", state: 'S', ppid: 4099, pgrp: 4100, session: 4100, ttyNr: 34816, flags: 4194560, startTicks: 777}, "",
+		},
+		{"negative tty", "7 (x) S 1 2 3 -4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 5", procStat{comm: "x", state: 'S', ppid: 1, pgrp: 2, session: 3, ttyNr: -4, flags: 6, startTicks: 5}, ""},
 		{"no parens", "1234 sleep S" + mid + " 4242", procStat{}, "no parenthesised command name"},
 		{"close before open", "1234 )sleep( S" + mid + " 4242", procStat{}, "no parenthesised command name"},
 		{"truncated", "1234 (sleep) S 1 2 3", procStat{}, "field 7 missing"},
 		{"empty", "", procStat{}, "no parenthesised command name"},
 		{"long state", "7 (x) SS" + mid + " 5", procStat{}, "state \"SS\""},
+		{"bad ppid", "7 (x) S -1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 5", procStat{}, "field 4 \"-1\""},
+		{"bad flags", "7 (x) S 1 2 3 4 5 0x6 7 8 9 10 11 12 13 14 15 16 17 18 5", procStat{}, "field 9 \"0x6\""},
+		{"huge pid", "7 (x) S 9999999999 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 5", procStat{}, "field 4 \"9999999999\""},
 		{"bad starttime", "7 (x) S" + mid + " 5x 0", procStat{}, "starttime \"5x\""},
 		{"negative starttime", "7 (x) S" + mid + " -5 0", procStat{}, "starttime \"-5\""},
 		{"double space", "7 (x) S" + mid + "  5 0", procStat{}, "starttime \"\""},
