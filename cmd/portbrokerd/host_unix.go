@@ -10,4 +10,4 @@ import (
 func newHost() daemon.Host { return unix.New() }
 
 // protectedNames are never stopped, whoever asks.
-var protectedNames = []string{"init", "systemd", "sshd", "login", "launchd"}
+var protectedNames = unix.ProtectedNames

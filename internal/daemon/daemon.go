@@ -173,6 +173,9 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		return nil, err
 	}
 	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, callerOf)
+	if fw, ok := host.(rpcserver.Firewall); ok {
+		d.srv.SetFirewall(fw)
+	}
 	tokUnary, tokStream := ipc.TokenInterceptors(token, tokenPath)
 	d.gs = grpc.NewServer(
 		grpc.Creds(ipc.ServerCredentials(ipc.WithLogger(log))),
