@@ -15,7 +15,7 @@ type KillPolicy struct {
 	User  string
 	Admin bool
 	// Protected names processes never stopped (compared case-insensitively,
-	// with or without ".exe").
+	// with or without ".exe"; a trailing "*" matches any suffix).
 	Protected []string
 }
 
@@ -78,7 +78,8 @@ func (p KillPolicy) mayKill(caller Caller, ancestors map[int]bool, t ProcessInfo
 func (p KillPolicy) protected(name string) bool {
 	name = strings.TrimSuffix(strings.ToLower(name), ".exe")
 	for _, n := range p.Protected {
-		if strings.TrimSuffix(strings.ToLower(n), ".exe") == name {
+		n = strings.TrimSuffix(strings.ToLower(n), ".exe")
+		if prefix, ok := strings.CutSuffix(n, "*"); ok && strings.HasPrefix(name, prefix) || n == name {
 			return true
 		}
 	}

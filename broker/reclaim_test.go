@@ -12,7 +12,7 @@ import (
 )
 
 func TestKillSafety(t *testing.T) {
-	policy := KillPolicy{SelfPID: 50, User: "1000", Protected: []string{"sshd", "svchost.exe", "System"}}
+	policy := KillPolicy{SelfPID: 50, User: "1000", Protected: []string{"sshd", "svchost.exe", "System", "systemd-*"}}
 	caller := Caller{PID: 60, User: "1000"}
 	ancestors := map[int]bool{61: true, 62: true}
 	proc := func(pid int, name, user string) ProcessInfo {
@@ -36,6 +36,8 @@ func TestKillSafety(t *testing.T) {
 		{"protected name", caller, policy, proc(700, "sshd", "1000"), "system process"},
 		{"protected windows name any case", caller, policy, proc(701, "SVCHOST.EXE", "1000"), "system process"},
 		{"protected without exe", caller, policy, proc(702, "svchost", "1000"), "system process"},
+		{"protected prefix", caller, policy, proc(705, "systemd-resolved", "1000"), "system process"},
+		{"not the prefix itself unless listed", caller, policy, proc(706, "systemdx", "1000"), ""},
 		{"system flag", caller, policy, ProcessInfo{Process: Process{PID: 703, Name: "x", User: "1000"}, System: true}, "system process"},
 		{"session leader", caller, policy, ProcessInfo{Process: Process{PID: 704, Name: "bash", User: "1000"}, SessionLeader: true}, "login session"},
 		{"other user", caller, policy, proc(800, "postgres", "1001"), "belongs to user 1001"},
