@@ -119,12 +119,15 @@ type Broker struct {
 	killer  Killer
 	log     *slog.Logger
 
-	mu        sync.Mutex
-	byID      map[string]*entry
-	byName    map[NameKey]*entry
-	byPort    map[uint16]*entry
-	byProc    map[procKey]map[string]*entry // owner or launcher -> leases
-	perUser   map[string]int
+	mu      sync.Mutex
+	byID    map[string]*entry
+	byName  map[NameKey]*entry
+	byPort  map[uint16]*entry
+	byProc  map[procKey]map[string]*entry // owner or launcher -> leases
+	perUser map[string]int
+	// reaping holds leases whose owner tree the broker is stopping; their
+	// owner's exit is part of that stop, not a separate reclaim.
+	reaping   map[string]bool
 	watched   map[procKey]Process
 	lastPorts map[NameKey]uint16
 	// prevOwners remembers the owner of each name's last ended lease, so
@@ -182,6 +185,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 		byPort:     make(map[uint16]*entry),
 		byProc:     make(map[procKey]map[string]*entry),
 		perUser:    make(map[string]int),
+		reaping:    make(map[string]bool),
 		watched:    make(map[procKey]Process),
 		lastPorts:  make(map[NameKey]uint16),
 		prevOwners: make(map[NameKey]Process),
@@ -935,6 +939,7 @@ func (b *Broker) processExited(p Process) {
 	var launched []Lease
 	for id, e := range b.byProc[k] {
 		switch {
+		case b.reaping[id]:
 		case keyOf(e.Owner) == k:
 			owned = append(owned, id)
 		case keyOf(e.Launcher) == k && e.state == stateLive:

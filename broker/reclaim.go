@@ -220,9 +220,17 @@ func (b *Broker) orphaned(l Lease) {
 		b.log.Info("launcher exited; keeping its service (reclaim.orphans: keep)", leaseAttrs(l)...)
 		return
 	}
+	b.mu.Lock()
+	if b.reaping[l.ID] {
+		b.mu.Unlock()
+		return
+	}
+	b.reaping[l.ID] = true
+	b.mu.Unlock()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer b.unreap(l.ID)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -234,6 +242,12 @@ func (b *Broker) orphaned(l Lease) {
 		}()
 		b.stopOrphan(ctx, l)
 	}()
+}
+
+func (b *Broker) unreap(id string) {
+	b.mu.Lock()
+	delete(b.reaping, id)
+	b.mu.Unlock()
 }
 
 func (b *Broker) stopOrphan(ctx context.Context, l Lease) {
@@ -501,6 +515,14 @@ func (b *Broker) reclaimForAcquire(ctx context.Context, caller Caller, a acquire
 
 	why := fmt.Sprintf("acquire of %s with reclaim", a.key)
 	if orphan != nil {
+		b.mu.Lock()
+		if b.reaping[orphan.ID] {
+			b.mu.Unlock()
+			return fmt.Errorf("name %s: its orphan is being stopped: %w; retry", a.key, ErrConflict)
+		}
+		b.reaping[orphan.ID] = true
+		b.mu.Unlock()
+		defer b.unreap(orphan.ID)
 		if err := b.mayChange(caller, *orphan); err != nil {
 			return err
 		}
