@@ -94,13 +94,3 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// newTestConn dials addr the way clients do, for child processes that
-// have no *testing.T.
-func newTestConn(addr string) (*grpc.ClientConn, error) {
-	target, opts, err := ipc.DialOptions(addr)
-	if err != nil {
-		return nil, err
-	}
-	return grpc.NewClient(target, opts...)
-}

@@ -3,6 +3,8 @@
 package daemon
 
 import (
+	"github.com/portbroker/portbroker/internal/ipc"
+	"google.golang.org/grpc"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,4 +23,14 @@ func testConfig(t *testing.T) Config {
 		PollInterval: time.Second,
 		Version:      "test",
 	}
+}
+
+// newTestConn dials addr the way clients do, for child processes that
+// have no *testing.T.
+func newTestConn(addr string) (*grpc.ClientConn, error) {
+	target, opts, err := ipc.DialOptions(addr)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(target, opts...)
 }

@@ -187,7 +187,7 @@ func parseStatusUID(b []byte) (string, error) {
 				break
 			}
 			if _, ok := parseDecimal(line); !ok {
-				return "", fmt.Errorf("Uid %q: want a decimal uid", string(line))
+				return "", fmt.Errorf("status line Uid %q: want a decimal uid", string(line))
 			}
 			return string(line), nil
 		}
