@@ -782,6 +782,8 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 	b.wake()
 	b.publish(Event{Type: EventRenewed, Lease: l, Time: time.Now()})
 	b.mu.Unlock()
+	// Keepalives renew every few seconds; info would drown the other changes.
+	b.log.Debug("lease renewed", leaseAttrs(l, "expires_at", l.ExpiresAt.Format(time.RFC3339))...)
 	return l, nil
 }
 
