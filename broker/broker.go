@@ -691,17 +691,10 @@ func (b *Broker) Release(ctx context.Context, caller Caller, id string) (Lease, 
 // end removes a live lease durably and announces it.
 func (b *Broker) end(ctx context.Context, id string, typ EventType, reason Reason, check func(*entry) error) (Lease, error) {
 	b.mu.Lock()
-	e := b.byID[id]
-	switch {
-	case b.closed:
+	e, err := b.liveLocked(id)
+	if err != nil {
 		b.mu.Unlock()
-		return Lease{}, ErrClosed
-	case e == nil || e.state == statePending:
-		b.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %s: %w", id, ErrNotFound)
-	case e.state != stateLive:
-		b.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %s: %w; retry", id, ErrConflict)
+		return Lease{}, err
 	}
 	if check != nil {
 		if err := check(e); err != nil {
@@ -724,13 +717,22 @@ func (b *Broker) end(ctx context.Context, id string, typ EventType, reason Reaso
 	b.publish(Event{Type: typ, Lease: e.Lease, Reason: reason, Time: time.Now()})
 	b.mu.Unlock()
 	b.unwatch(unwatch)
-	msg := "lease " + typ.String()
-	if reason != ReasonNone {
-		b.log.Info(msg, leaseAttrs(e.Lease, "reason", reason.String())...)
-	} else {
-		b.log.Info(msg, leaseAttrs(e.Lease)...)
-	}
+	b.log.Info("lease "+typ.String(), leaseAttrs(e.Lease, "reason", reason.String())...)
 	return e.Lease, nil
+}
+
+// liveLocked returns the live lease with this id; the caller holds b.mu.
+func (b *Broker) liveLocked(id string) (*entry, error) {
+	e := b.byID[id]
+	switch {
+	case b.closed:
+		return nil, ErrClosed
+	case e == nil || e.state == statePending:
+		return nil, fmt.Errorf("lease %s: %w", id, ErrNotFound)
+	case e.state != stateLive:
+		return nil, fmt.Errorf("lease %s: %w; retry", id, ErrConflict)
+	}
+	return e, nil
 }
 
 // Renew restarts a TTL lease's clock, with a new TTL when ttl > 0.
@@ -742,17 +744,10 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 		return Lease{}, err
 	}
 	b.mu.Lock()
-	e := b.byID[id]
-	switch {
-	case b.closed:
+	e, err := b.liveLocked(id)
+	if err != nil {
 		b.mu.Unlock()
-		return Lease{}, ErrClosed
-	case e == nil || e.state == statePending:
-		b.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %s: %w", id, ErrNotFound)
-	case e.state != stateLive:
-		b.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %s: %w; retry", id, ErrConflict)
+		return Lease{}, err
 	}
 	if err := b.mayChange(caller, e.Lease); err != nil {
 		b.mu.Unlock()
@@ -770,7 +765,7 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 	e.state = stateBusy
 	b.mu.Unlock()
 
-	err := b.store.Put(ctx, l)
+	err = b.store.Put(ctx, l)
 	b.mu.Lock()
 	e.state = stateLive
 	if err != nil {
