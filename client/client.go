@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,6 +39,10 @@ type Client struct {
 	addr string
 	conn *grpc.ClientConn
 	rpc  brokerpb.BrokerServiceClient
+
+	mu       sync.Mutex
+	closed   bool
+	renewing map[*Lease]struct{} // leases whose keepalive runs
 }
 
 // Option configures New.
@@ -46,6 +51,7 @@ type Option func(*options)
 type options struct {
 	addr        string
 	dialTimeout time.Duration
+	autoStart   bool
 }
 
 // WithAddr sets the daemon's address (unix:///path.sock, tcp://127.0.0.1:N,
@@ -57,6 +63,19 @@ func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
 // (DefaultDialTimeout when unset). ctx's deadline, if sooner, wins.
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
 
+// WithAutoStart starts portbrokerd when no daemon answers at the per-user
+// default address, then waits (up to AutoStartTimeout) until it reports
+// healthy. It never starts one for another address: a daemon there is
+// someone's deliberate setup. Off by default; brokerctl turns it on.
+//
+// The binary is $PORTBROKER_DAEMON when set, else portbrokerd next to the
+// running executable, else portbrokerd on PATH. It runs detached (its own
+// session on Unix, a detached process group on Windows) with the default
+// state dir, logging to portbrokerd.log there. Clients racing to start it
+// end up with one daemon: the daemon allows one instance per state dir and
+// per address, and the losers exit while every client waits for health.
+func WithAutoStart(on bool) Option { return func(o *options) { o.autoStart = on } }
+
 // New connects to the daemon and returns once it answers. When none does,
 // the error matches ErrUnavailable and says why (no socket, permission, ...).
 func New(ctx context.Context, opts ...Option) (*Client, error) {
@@ -67,15 +86,26 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	if o.dialTimeout <= 0 {
 		return nil, &InvalidArgumentError{Field: "dial_timeout", Rule: "must be positive"}
 	}
-	addr, err := resolveAddr(o.addr)
+	addr, isDefault, err := resolveAddr(o.addr)
 	if err != nil {
 		return nil, err
 	}
+	c, err := dial(ctx, addr, o.dialTimeout)
+	if err == nil || !o.autoStart || !isDefault || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		return c, err
+	}
+	if err := startDaemon(ctx, addr); err != nil {
+		return nil, err
+	}
+	return dial(ctx, addr, o.dialTimeout)
+}
+
+func dial(ctx context.Context, addr string, timeout time.Duration) (*Client, error) {
 	target, dialOpts, err := ipc.DialOptions(addr)
 	if err != nil {
 		return nil, &InvalidArgumentError{Field: "addr", Rule: err.Error()}
 	}
-	c := &Client{addr: addr}
+	c := &Client{addr: addr, renewing: make(map[*Lease]struct{})}
 	dialOpts = append(dialOpts,
 		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(c.streamInterceptor),
@@ -84,7 +114,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("portbrokerd at %s: %w", addr, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := waitReady(ctx, conn); err != nil {
 		conn.Close()
@@ -95,18 +125,20 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func resolveAddr(addr string) (string, error) {
-	if addr != "" {
-		return addr, nil
+// resolveAddr picks the address to dial and says whether it is the
+// per-user default, the only one auto-start serves.
+func resolveAddr(addr string) (string, bool, error) {
+	if addr == "" {
+		addr = os.Getenv(EnvAddr)
 	}
-	if addr := os.Getenv(EnvAddr); addr != "" {
-		return addr, nil
+	def, err := ipc.DefaultAddr()
+	if addr == "" {
+		if err != nil {
+			return "", false, fmt.Errorf("portbrokerd address: %w", err)
+		}
+		return def, true, nil
 	}
-	addr, err := ipc.DefaultAddr()
-	if err != nil {
-		return "", fmt.Errorf("portbrokerd address: %w", err)
-	}
-	return addr, nil
+	return addr, err == nil && addr == def, nil
 }
 
 var errNotReady = errors.New("connection failed")
@@ -150,9 +182,24 @@ func (c *Client) unavailable(ctx context.Context, err error) error {
 // Addr returns the address the client is connected to.
 func (c *Client) Addr() string { return c.addr }
 
-// Close closes the connection. Leases stay: they belong to their owner
-// processes, not to the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close stops the keepalive of every TTL lease acquired through c (their
+// Err becomes ErrClientClosed) and closes the connection. Leases stay: they
+// belong to their owner processes, not to the connection, and TTL leases
+// last until their TTL runs out.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	leases := make([]*Lease, 0, len(c.renewing))
+	for l := range c.renewing {
+		leases = append(leases, l)
+	}
+	c.mu.Unlock()
+	for _, l := range leases {
+		l.stopKeepalive()
+		l.life.end(ErrClientClosed)
+	}
+	return c.conn.Close()
+}
 
 // RPC returns the raw gRPC client, for what this package does not wrap
 // (such as printing responses as protobuf JSON). Its errors are mapped

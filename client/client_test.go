@@ -3,7 +3,11 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,7 +181,7 @@ func TestAcquireDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &brokerpb.AcquireLeaseRequest{Name: "db", Protocol: brokerpb.Protocol_PROTOCOL_UDP}
+	want := &brokerpb.AcquireLeaseRequest{Name: "db", Protocol: brokerpb.Protocol_PROTOCOL_UDP, OwnerPid: int32(os.Getpid())}
 	if diff := cmp.Diff(want, <-reqs, protocmp.Transform()); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
@@ -504,5 +508,103 @@ func TestDaemonGoneIsUnavailable(t *testing.T) {
 	err := c.Release(t.Context(), "l-1")
 	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Errorf("Release after the daemon stopped: error = %v; want ErrUnavailable naming %s", err, addr)
+	}
+}
+
+// Listen binds the leased port; when another process took it first, it
+// gives that lease back and tries once more with a fresh one.
+func TestListenLostBindRace(t *testing.T) {
+	held, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	heldPort := held.Addr().(*net.TCPAddr).Port
+	spare, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freePort := spare.Addr().(*net.TCPAddr).Port
+	spare.Close()
+
+	tests := []struct {
+		name     string
+		ports    []int // granted by the first and second acquire
+		wantPort int   // 0: Listen fails
+		released []string
+	}{
+		{name: "second lease binds", ports: []int{heldPort, freePort}, wantPort: freePort, released: []string{"l-1"}},
+		{name: "both taken", ports: []int{heldPort, heldPort}, released: []string{"l-1", "l-2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var acquired int
+			var released []string
+			addr := serve(t, &fakeBroker{
+				acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					port := tt.ports[acquired]
+					acquired++
+					return &brokerpb.AcquireLeaseResponse{Lease: &brokerpb.Lease{
+						Id: fmt.Sprintf("l-%d", acquired), Name: req.GetName(), Port: uint32(port), Protocol: brokerpb.Protocol_PROTOCOL_TCP,
+					}}, nil
+				},
+				release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					released = append(released, req.GetLeaseId())
+					return &brokerpb.ReleaseLeaseResponse{}, nil
+				},
+			})
+			ln, err := newClient(t, addr).Listen(t.Context(), "web")
+			if tt.wantPort == 0 {
+				if err == nil {
+					ln.Close()
+					t.Fatal("Listen succeeded on a taken port")
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("Listen: %v", err)
+				}
+				if got := ln.Addr().(*net.TCPAddr).Port; got != tt.wantPort {
+					t.Errorf("listening on %d, want %d", got, tt.wantPort)
+				}
+				ln.Close()
+				tt.released = append(tt.released, "l-2") // by Close
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff(tt.released, released); diff != "" {
+				t.Errorf("released (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestCloseStopsKeepalive(t *testing.T) {
+	addr := serve(t, &fakeBroker{acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+		return &brokerpb.AcquireLeaseResponse{Lease: pbLease()}, nil // a 1m TTL
+	}})
+	c, err := client.New(t.Context(), client.WithAddr(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := c.Acquire(t.Context(), "web", client.WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Err(); err != nil {
+		t.Fatalf("Err before Close = %v", err)
+	}
+	c.Close()
+	select {
+	case <-lease.Done():
+	default:
+		t.Fatal("Done open after Close returned")
+	}
+	if !errors.Is(lease.Err(), client.ErrClientClosed) {
+		t.Errorf("Err = %v, want ErrClientClosed", lease.Err())
 	}
 }

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -67,11 +69,25 @@ type Lease struct {
 	// granted and another was: why not.
 	FallbackReason string
 
-	c *Client
+	c    *Client
+	life *lifetime
 }
 
-// Release ends the lease.
-func (l *Lease) Release(ctx context.Context) error { return l.c.Release(ctx, l.ID) }
+// Release stops the lease's keepalive and ends the lease. Done is closed
+// afterwards whatever the outcome: this process no longer holds the lease.
+func (l *Lease) Release(ctx context.Context) error {
+	l.stopKeepalive()
+	err := l.c.Release(ctx, l.ID)
+	switch {
+	case err == nil:
+		l.life.end(ErrReleased)
+	case errors.Is(err, ErrNotFound):
+		l.life.end(&lostError{id: l.ID, err: err})
+	default:
+		l.life.end(err)
+	}
+	return err
+}
 
 func leaseFromProto(c *Client, p *brokerpb.Lease) *Lease {
 	return &Lease{
@@ -90,6 +106,7 @@ func leaseFromProto(c *Client, p *brokerpb.Lease) *Lease {
 		TTL:               p.GetTtl().AsDuration(),
 		ExpiresAt:         timeFromProto(p.GetExpiresAt()),
 		c:                 c,
+		life:              newLifetime(),
 	}
 }
 
@@ -133,7 +150,7 @@ func WithNamespace(ns string) AcquireOption {
 }
 
 // WithOwnerPID makes another process the lease's owner; by default the
-// owner is the calling process.
+// owner is the calling process (os.Getpid()).
 func WithOwnerPID(pid int) AcquireOption {
 	return func(r *acquireRequest) {
 		if pid <= 0 || pid > math.MaxInt32 {
@@ -157,7 +174,10 @@ func WithLauncherPID(pid int) AcquireOption {
 	}
 }
 
-// WithTTL makes the lease expire unless renewed within ttl.
+// WithTTL makes the lease expire unless renewed within ttl. Acquire then
+// renews it at a third of the TTL until Release, Client.Close, or the end
+// of the context given to Acquire: pass a context that lives as long as the
+// lease should, not a short call timeout. The daemon's minimum TTL is 1s.
 func WithTTL(ttl time.Duration) AcquireOption {
 	return func(r *acquireRequest) {
 		if ttl <= 0 {
@@ -195,9 +215,12 @@ func WithReclaim() AcquireOption {
 }
 
 // Acquire leases a port for name. Asking again for the same name from the
-// same live owner returns the same lease (with Existing set).
+// same live owner returns the same lease (with Existing set). A lease with
+// a TTL is kept alive as WithTTL describes; watch Done for its loss.
 func (c *Client) Acquire(ctx context.Context, name string, opts ...AcquireOption) (*Lease, error) {
-	r := acquireRequest{req: &brokerpb.AcquireLeaseRequest{Name: name}}
+	// The owner is sent explicitly: the daemon cannot tell who calls over
+	// every transport (loopback TCP carries no peer identity).
+	r := acquireRequest{req: &brokerpb.AcquireLeaseRequest{Name: name, OwnerPid: int32(os.Getpid())}}
 	for _, opt := range opts {
 		opt(&r)
 	}
@@ -211,6 +234,9 @@ func (c *Client) Acquire(ctx context.Context, name string, opts ...AcquireOption
 	l := leaseFromProto(c, resp.GetLease())
 	l.Existing = resp.GetExisting()
 	l.FallbackReason = resp.GetFallbackReason()
+	if l.TTL > 0 {
+		c.keepAlive(ctx, l)
+	}
 	return l, nil
 }
 
