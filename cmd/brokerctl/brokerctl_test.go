@@ -329,6 +329,14 @@ func TestExitCodes(t *testing.T) {
 		{"zero pid", []string{"--addr", addr, "acquire", "web", "--pid", "0"}, 2, "--pid: must be a process id"},
 		{"udp and tcp-udp", []string{"--addr", addr, "acquire", "web", "--udp", "--tcp-udp"}, 2, "udp"},
 		{"non-loopback addr", []string{"--addr", "tcp://192.0.2.1:80", "status"}, 2, "--addr: "},
+		{"run without a command", []string{"run", "web"}, 2, "want NAME -- CMD [ARGS...]"},
+		{"run with two names", []string{"run", "web", "api", "--", "x"}, 2, "want NAME -- CMD [ARGS...]"},
+		{"run strict without port", []string{"run", "web", "--strict", "--", "x"}, 2, "--strict needs --port"},
+		{"run port out of range", []string{"run", "web", "--port", "70000", "--", "x"}, 2, "--port: must be from 0 to 65535"},
+		{"who without a port", []string{"who", "http"}, 2, `PORT: must be a number from 1 to 65535, not "http"`},
+		{"reclaim force without kill", []string{"reclaim", "8000", "--force"}, 2, "--force and --grace need --kill"},
+		{"reclaim negative grace", []string{"reclaim", "8000", "--kill", "--grace", "-1s"}, 2, "must be a non-negative duration"},
+		{"doctor missing config", []string{"doctor", "--config", "/nonexistent/portbroker.yaml"}, 1, "config /nonexistent/portbroker.yaml: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

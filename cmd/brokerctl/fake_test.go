@@ -25,6 +25,22 @@ type fakeBroker struct {
 	list    func(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error)
 	status  func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error)
 	watch   func(*brokerpb.WatchLeasesRequest, grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error
+	inspect func(*brokerpb.InspectPortRequest) (*brokerpb.InspectPortResponse, error)
+	reclaim func(*brokerpb.ReclaimPortRequest) (*brokerpb.ReclaimPortResponse, error)
+}
+
+func (f *fakeBroker) InspectPort(ctx context.Context, req *brokerpb.InspectPortRequest) (*brokerpb.InspectPortResponse, error) {
+	if f.inspect == nil {
+		return f.UnimplementedBrokerServiceServer.InspectPort(ctx, req)
+	}
+	return f.inspect(req)
+}
+
+func (f *fakeBroker) ReclaimPort(ctx context.Context, req *brokerpb.ReclaimPortRequest) (*brokerpb.ReclaimPortResponse, error) {
+	if f.reclaim == nil {
+		return f.UnimplementedBrokerServiceServer.ReclaimPort(ctx, req)
+	}
+	return f.reclaim(req)
 }
 
 func (f *fakeBroker) AcquireLease(ctx context.Context, req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {

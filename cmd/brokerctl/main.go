@@ -10,6 +10,10 @@ import (
 )
 
 func main() {
+	// brokerctl run starts its children through brokerctl itself.
+	if code, ok := runAsShim(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -46,6 +46,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		return ec.code
+	}
 	var f *failure
 	if errors.As(err, &f) {
 		// One plain line, for people and for scripts that capture it.
@@ -73,12 +77,13 @@ local services and reclaims them when their owners die.`,
 	flags := root.PersistentFlags()
 	flags.String("addr", "", "daemon address: unix:///path.sock, tcp://127.0.0.1:PORT or npipe:////./pipe/NAME (env PORTBROKER_ADDR; default: the per-user address)")
 	flags.Duration("timeout", 10*time.Second, "how long to wait for the daemon (env PORTBROKER_TIMEOUT)")
+	flags.Bool("no-autostart", false, "do not start portbrokerd when none answers at the default address (env PORTBROKER_NO_AUTOSTART=1)")
 	c.v = viper.New()
 	c.v.SetEnvPrefix("PORTBROKER")
-	for _, name := range []string{"addr", "timeout"} {
-		// Neither can fail: the flags exist and the keys are non-empty.
+	for _, name := range []string{"addr", "timeout", "no-autostart"} {
+		// None can fail: the flags exist and the keys are non-empty.
 		_ = c.v.BindPFlag(name, flags.Lookup(name))
-		_ = c.v.BindEnv(name)
+		_ = c.v.BindEnv(name, "PORTBROKER_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
 	}
 
 	root.AddCommand(
@@ -87,6 +92,10 @@ local services and reclaims them when their owners die.`,
 		c.releaseCmd(),
 		c.statusCmd(),
 		c.versionCmd(),
+		c.whoCmd(),
+		c.reclaimCmd(),
+		c.doctorCmd(),
+		c.runCmd(),
 	)
 	return root
 }
@@ -97,6 +106,12 @@ type failure struct{ err error }
 
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
+
+// exitCode ends brokerctl with code and no message of its own: the
+// command has said what there was to say, or the code is a child's.
+type exitCode struct{ code int }
+
+func (e *exitCode) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // usageError is a bad flag value or argument that only the command can
 // tell; it exits 2 like cobra's own usage errors.
@@ -114,7 +129,7 @@ func usageErrorf(format string, args ...any) error {
 func runE(body func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		err := body(cmd, args)
-		if u := (*usageError)(nil); err == nil || errors.As(err, &u) {
+		if u, ec := (*usageError)(nil), (*exitCode)(nil); err == nil || errors.As(err, &u) || errors.As(err, &ec) {
 			return err
 		}
 		return &failure{err: err}
@@ -129,13 +144,14 @@ func (c *cli) timeout() (time.Duration, error) {
 	return d, nil
 }
 
-// connect dials the daemon, waiting at most the --timeout.
+// connect dials the daemon, waiting at most the --timeout, and starts it
+// when none answers at the default address unless told not to.
 func (c *cli) connect(ctx context.Context) (*client.Client, error) {
 	timeout, err := c.timeout()
 	if err != nil {
 		return nil, err
 	}
-	opts := []client.Option{client.WithDialTimeout(timeout)}
+	opts := []client.Option{client.WithDialTimeout(timeout), client.WithAutoStart(!c.v.GetBool("no-autostart"))}
 	if addr := c.v.GetString("addr"); addr != "" {
 		opts = append(opts, client.WithAddr(addr))
 	}
@@ -156,6 +172,24 @@ func (c *cli) call(ctx context.Context, fn func(ctx context.Context, cl *client.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cl, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(ctx, cl)
+}
+
+// callStopping is call for commands that stop processes, which take a
+// grace period or more: --timeout bounds the connection, and the daemon
+// bounds each call itself.
+func (c *cli) callStopping(ctx context.Context, fn func(ctx context.Context, cl *client.Client) error) error {
+	timeout, err := c.timeout()
+	if err != nil {
+		return err
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, timeout)
+	cl, err := c.connect(dialCtx)
+	cancel()
 	if err != nil {
 		return err
 	}
