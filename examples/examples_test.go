@@ -1,0 +1,208 @@
+//go:build unix
+
+// The examples run as the README says, against a real daemon.
+package examples_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portbroker/portbroker/client"
+	"github.com/portbroker/portbroker/client/clienttest"
+)
+
+// failAfter bounds waits on the examples; it only matters when one hangs.
+const failAfter = 30 * time.Second
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.daemon != "" {
+		pids, err := clienttest.Processes(bins.daemon)
+		if err != nil || len(pids) > 0 {
+			fmt.Fprintf(os.Stderr, "portbrokerd left running: %v %v\n", pids, err)
+			code = 1
+		}
+	}
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+var bins struct {
+	once                        sync.Once
+	dir, daemon, cli, goservice string
+	err                         error
+}
+
+// build builds the daemon, brokerctl and the Go example once.
+func build(t *testing.T) {
+	t.Helper()
+	bins.once.Do(func() {
+		if bins.dir, bins.err = os.MkdirTemp("", "pbbin"); bins.err != nil {
+			return
+		}
+		const mod = "github.com/portbroker/portbroker/"
+		for _, b := range []struct {
+			path string
+			dst  *string
+		}{
+			{mod + "cmd/portbrokerd", &bins.daemon},
+			{mod + "cmd/brokerctl", &bins.cli},
+			{mod + "examples/goservice", &bins.goservice},
+		} {
+			if *b.dst, bins.err = clienttest.Build(context.Background(), bins.dir, b.path); bins.err != nil {
+				return
+			}
+		}
+	})
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+}
+
+func daemonClient(t *testing.T) (*clienttest.Daemon, *client.Client) {
+	t.Helper()
+	build(t)
+	d := clienttest.Start(t, bins.daemon)
+	c, err := client.New(t.Context(), client.WithAddr(d.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return d, c
+}
+
+// readLine reads a line from a child's stdout, failing the test after
+// failAfter.
+func readLine(t *testing.T, r *bufio.Reader, f *os.File) string {
+	t.Helper()
+	f.SetReadDeadline(time.Now().Add(failAfter))
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the example's output: %v (so far %q)", err, line)
+	}
+	return strings.TrimSpace(line)
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(body)
+}
+
+func TestGoService(t *testing.T) {
+	d, c := daemonClient(t)
+	cmd := exec.Command(bins.goservice, "-name", "api")
+	cmd.Env = append(os.Environ(), "PORTBROKER_ADDR="+d.Addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	line := readLine(t, bufio.NewReader(out), out.(*os.File))
+	url, ok := strings.CutPrefix(line, "api serving on ")
+	if !ok {
+		t.Fatalf("goservice said %q", line)
+	}
+	leases, err := c.List(t.Context(), "")
+	if err != nil || len(leases) != 1 || leases[0].Name != "api" || leases[0].OwnerPID != cmd.Process.Pid {
+		t.Fatalf("leases %v, %v; want api owned by goservice (pid %d)", leases, err, cmd.Process.Pid)
+	}
+	port := strconv.Itoa(leases[0].Port)
+	if want := "http://localhost:" + port + "/"; url != want {
+		t.Errorf("serving on %s, want the leased %s", url, want)
+	}
+	if body := get(t, url); body != "hello from api on port "+port+"\n" {
+		t.Errorf("GET / = %q", body)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("goservice after SIGTERM: %v; stderr %q", err, stderr.String())
+	}
+	if leases, _ := c.List(t.Context(), ""); len(leases) != 0 {
+		t.Errorf("leases after shutdown: %v; want none", leases)
+	}
+}
+
+func TestDevstack(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skipf("the Python example needs python3: %v", err)
+	}
+	d, c := daemonClient(t)
+	cmd := exec.Command(python, "devstack.py")
+	cmd.Env = append(os.Environ(), "PORTBROKER_ADDR="+d.Addr, "BROKERCTL="+bins.cli)
+	// Its own process group stands in for the terminal's foreground
+	// group, which Ctrl-C signals as a whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+
+	r := bufio.NewReader(out)
+	for _, name := range []string{"backend", "frontend", "auth"} {
+		line := readLine(t, r, out.(*os.File))
+		f := strings.Fields(line)
+		if len(f) != 2 || f[0] != name {
+			t.Fatalf("devstack said %q, want %s and its URL; stderr %q", line, name, stderr.String())
+		}
+		if body := get(t, f[1]); !strings.Contains(body, "<html") && !strings.Contains(body, "<!DOCTYPE") {
+			t.Errorf("%s at %s served %.80q, not http.server's listing", name, f[1], body)
+		}
+	}
+	leases, err := c.List(t.Context(), "")
+	if err != nil || len(leases) != 3 {
+		t.Fatalf("leases %v, %v; want the three services", leases, err)
+	}
+
+	// Ctrl-C.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "stopped") {
+		t.Errorf("devstack after Ctrl-C: %v, output %q, stderr %q", err, rest, stderr.String())
+	}
+	if leases, _ := c.List(t.Context(), ""); len(leases) != 0 {
+		t.Errorf("leases after Ctrl-C: %v; want none", leases)
+	}
+	for _, l := range leases {
+		if syscall.Kill(l.OwnerPID, 0) == nil {
+			t.Errorf("%s (pid %d) still runs after Ctrl-C", l.Name, l.OwnerPID)
+		}
+	}
+}
