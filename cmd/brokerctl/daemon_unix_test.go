@@ -549,3 +549,19 @@ func stopDaemons(t *testing.T, pids []int) {
 	}
 	waitGone(t, pids...)
 }
+
+// TestFirewallUnimplementedOnUnix: the firewall commands say plainly that
+// only Windows has a firewall for the broker to manage, and exit 1.
+func TestFirewallUnimplementedOnUnix(t *testing.T) {
+	d := clienttest.Start(t, daemonBin(t))
+	for _, args := range [][]string{{"firewall", "list"}, {"firewall", "open", "8000"}, {"firewall", "close", "8000"}} {
+		r := brokerctl(t, append([]string{"--addr", d.Addr}, args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "Windows only") {
+			t.Errorf("brokerctl %v = exit %d, stderr %q; want exit 1 saying Windows only", args, r.code, r.stderr)
+		}
+	}
+	r := brokerctl(t, "--addr", d.Addr, "firewall", "open", "70000")
+	if r.code != 2 {
+		t.Errorf("firewall open 70000 = exit %d, want 2", r.code)
+	}
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +98,7 @@ local services and reclaims them when their owners die.`,
 		c.reclaimCmd(),
 		c.doctorCmd(),
 		c.runCmd(),
+		c.firewallCmd(),
 	)
 	return root
 }
@@ -225,15 +228,22 @@ func (o *outputFlag) Set(s string) error {
 // printJSON prints m as protobuf JSON with proto field names, the shape
 // grpcurl shows: indented, or on one line for streams.
 func printJSON(w io.Writer, m proto.Message, oneLine bool) error {
-	opts := protojson.MarshalOptions{UseProtoNames: true, Multiline: !oneLine, Indent: "  "}
-	if oneLine {
-		opts.Indent = ""
-	}
-	b, err := opts.Marshal(m)
+	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
+	// protojson varies its spacing on purpose; normalise it so the output
+	// is the same from run to run, for people and for diff.
+	var buf bytes.Buffer
+	if oneLine {
+		err = json.Compact(&buf, raw)
+	} else {
+		err = json.Indent(&buf, raw, "", "  ")
+	}
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
 	return err
 }
