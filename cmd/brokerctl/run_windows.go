@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 
 	"github.com/portbroker/portbroker/client"
@@ -12,14 +14,28 @@ import (
 )
 
 // On Windows there is no exec: a process cannot become the service while
-// keeping its PID, and the child's environment (its PORT) is fixed when it
-// is created. The child is therefore started after the lease, inside a job
-// object that kills it and everything it starts when closed or when
-// brokerctl run exits. The lease is owned by brokerctl run itself: if it
-// dies, the job takes the child's tree down with it and the daemon
-// reclaims the lease of its exited owner, so nothing is left behind either
-// way. (Making the child the owner, as on Unix, needs a lease between a
-// suspended start and the resume, which Job.Start does in one step.)
+// keeping its PID, and the child's environment (its PORT) and command line
+// are fixed when it is created. Yet the lease must name the child as its
+// owner, and the daemon leases only to an owner that exists. So the port is
+// learned first and the lease handed over while the child cannot act:
+//
+//  1. brokerctl leases NAME for itself (owner = its own PID), which picks
+//     the port as any run does: --port or NAME's usual port, a fallback
+//     unless --strict, --ttl, --reclaim.
+//  2. It creates the child with that port in its environment and
+//     arguments, suspended, in a job object that kills the child's tree
+//     when brokerctl run exits or closes it (Job.StartSuspended).
+//  3. It releases its own lease and at once leases the same port, strictly,
+//     for the child (owner = the child, launcher = brokerctl). The child
+//     has run no instruction, so it cannot hold the port yet; only someone
+//     taking the port in the moment between the two calls can make this
+//     fail, and then the child is killed unrun and the run fails saying so.
+//  4. It resumes the child.
+//
+// From then on the lease is the child's, as on Unix: `brokerctl leases`
+// names it, the daemon reclaims the lease when it exits, and if brokerctl
+// run dies, the job takes the child's tree down and the orphan rule stops
+// whatever got out of the job.
 
 // forwardedSignals are Ctrl-C and Ctrl-Break (os.Interrupt) and console
 // close, logoff and shutdown (SIGTERM).
@@ -27,6 +43,10 @@ var forwardedSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 // runAsShim is Unix only: see run_unix.go.
 func runAsShim([]string) (int, bool) { return 0, false }
+
+// testHookHandOver, when set, runs between the release of brokerctl's own
+// lease and the child's acquire of its port.
+var testHookHandOver func(port int)
 
 type windowsChild struct {
 	cmd *exec.Cmd
@@ -49,23 +69,66 @@ func (c *windowsChild) wait() (int, error) {
 }
 
 func (c *cli) startChild(ctx context.Context, cl *client.Client, spec *runSpec) (child, *client.Lease, error) {
-	lease, err := cl.Acquire(ctx, spec.name, spec.acquireOpts(os.Getpid(), 0, spec.port, spec.strict)...)
+	// A command that cannot be found fails before any lease, with the
+	// shell's code, as on Unix.
+	if !strings.Contains(spec.argv[0], "{port}") {
+		if _, err := exec.LookPath(spec.argv[0]); err != nil {
+			fmt.Fprintf(c.stderr, "brokerctl: run %s: %v\n", spec.name, err)
+			return nil, nil, &exitCode{code: 127}
+		}
+	}
+	own, err := cl.Acquire(ctx, spec.name, spec.acquireOpts(os.Getpid(), 0, spec.port, spec.strict)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	job, err := pbwin.NewJob()
 	if err != nil {
-		releaseQuietly(ctx, lease)
+		releaseQuietly(ctx, own)
 		return nil, nil, err
 	}
-	argv := childArgv(spec.argv, lease.Port)
+	argv := childArgv(spec.argv, own.Port)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = portEnv(os.Environ(), lease.Port)
+	cmd.Env = portEnv(os.Environ(), own.Port)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.stdout, c.stderr
-	if err := job.Start(cmd); err != nil {
+	resume, err := job.StartSuspended(cmd)
+	if err != nil {
 		job.Close()
-		releaseQuietly(ctx, lease)
+		releaseQuietly(ctx, own)
+		return nil, nil, err
+	}
+	lease, err := handOver(ctx, cl, own, cmd.Process.Pid, spec)
+	if err == nil {
+		if err = resume(); err != nil {
+			releaseQuietly(ctx, lease)
+		}
+	}
+	if err != nil {
+		// Closing the job kills the child, which has run no instruction.
+		job.Close()
+		cmd.Wait()
 		return nil, nil, err
 	}
 	return &windowsChild{cmd: cmd, job: job}, lease, nil
+}
+
+// handOver moves the port of own, brokerctl's lease, to the suspended
+// child pid: see the top of this file.
+func handOver(ctx context.Context, cl *client.Client, own *client.Lease, pid int, spec *runSpec) (*client.Lease, error) {
+	port := own.Port
+	if err := own.Release(ctx); err != nil {
+		return nil, fmt.Errorf("release port %d to lease it to the child: %w", port, err)
+	}
+	if testHookHandOver != nil {
+		testHookHandOver(port)
+	}
+	lease, err := cl.Acquire(ctx, spec.name, spec.acquireOpts(pid, os.Getpid(), port, true)...)
+	switch {
+	case errors.Is(err, client.ErrPortHeld) || errors.Is(err, client.ErrNameTaken):
+		return nil, fmt.Errorf("port %d was taken while being handed to %s, which was stopped before it ran; run again: %w", port, spec.argv[0], err)
+	case err != nil:
+		return nil, fmt.Errorf("lease port %d to %s: %w", port, spec.argv[0], err)
+	}
+	// The port was chosen by the first lease; so was any fallback.
+	lease.FallbackReason = own.FallbackReason
+	return lease, nil
 }

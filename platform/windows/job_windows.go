@@ -24,9 +24,12 @@ var ErrJobClosed = errors.New("job object closed")
 type Job struct {
 	mu sync.Mutex
 	h  xwin.Handle // zero once closed
-	// leaders are the processes Start started, each leading a console
-	// process group.
+	// leaders are the processes Start started, or StartSuspended started
+	// and resumed, each leading a console process group.
 	leaders []broker.Process
+	// suspended are the processes StartSuspended started and that were not
+	// resumed yet.
+	suspended map[*suspendedStart]bool
 }
 
 // NewJob creates a job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE. Its
@@ -48,24 +51,53 @@ func NewJob() (*Job, error) {
 
 // Start starts cmd inside the job, in a new console process group, so that
 // it and every process it starts belong to the job from their first
-// instruction. It starts the process suspended, assigns it to the job and
-// only then resumes it: a process assigned after it ran could have started
-// children outside the job.
-//
-// Go's os/exec closes the new process's thread handle, so the initial
-// thread is found again with a Toolhelp thread snapshot and resumed with
-// ResumeThread. A suspended new process has that one thread only.
-// NtResumeProcess would resume it in one call, but it is undocumented.
+// instruction: it is StartSuspended followed by its resume. A process
+// assigned after it ran could have started children outside the job.
 //
 // cmd's own SysProcAttr, if any, is kept, with CREATE_SUSPENDED and
 // CREATE_NEW_PROCESS_GROUP added; the caller's value is not modified. If the
-// process cannot be put in the job it is killed and waited for, and Start
-// returns the error.
+// process cannot be put in the job or resumed it is killed and waited for,
+// and Start returns the error.
 func (j *Job) Start(cmd *exec.Cmd) error {
+	resume, err := j.StartSuspended(cmd)
+	if err != nil {
+		return err
+	}
+	if err := resume(); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return err
+	}
+	return nil
+}
+
+// StartSuspended starts cmd inside the job, in a new console process group,
+// and leaves it suspended: its PID, start time, command line and
+// environment are fixed, but it runs no instruction of its own, and so
+// starts nothing and binds nothing, until resume is called. That is the
+// moment to record the process elsewhere, such as naming it the owner of a
+// lease, before it can act.
+//
+// Go's os/exec closes the new process's thread handle, so its initial
+// thread, the only one a suspended new process has, is found with a
+// Toolhelp thread snapshot right after creation and held until resume
+// calls ResumeThread on it. NtResumeProcess would resume the process in one
+// call, but it is undocumented.
+//
+// resume acts once; later calls return its first result. After Close it
+// returns an error matching ErrJobClosed, as Close killed the process. If
+// it fails otherwise it kills the process. Either way the caller still
+// waits for cmd. A process never resumed stays suspended until Terminate,
+// Close or cmd.Process.Kill ends it.
+//
+// cmd's SysProcAttr is treated as by Start. If the process cannot be put in
+// the job it is killed and waited for, and StartSuspended returns the
+// error.
+func (j *Job) StartSuspended(cmd *exec.Cmd) (resume func() error, err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.h == 0 {
-		return fmt.Errorf("start %s: %w", cmd.Path, ErrJobClosed)
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, ErrJobClosed)
 	}
 	attr := syscall.SysProcAttr{}
 	if cmd.SysProcAttr != nil {
@@ -74,79 +106,140 @@ func (j *Job) Start(cmd *exec.Cmd) error {
 	attr.CreationFlags |= xwin.CREATE_SUSPENDED | xwin.CREATE_NEW_PROCESS_GROUP
 	cmd.SysProcAttr = &attr
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", cmd.Path, err)
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	p, err := j.adopt(cmd.Process.Pid)
+	s, err := j.adopt(cmd.Process.Pid)
 	if err != nil {
 		// Still suspended: it has run no code and started nothing.
 		cmd.Process.Kill()
 		cmd.Wait()
-		return fmt.Errorf("start %s in job: %w", cmd.Path, err)
+		return nil, fmt.Errorf("start %s in job: %w", cmd.Path, err)
 	}
-	j.leaders = append(j.leaders, p)
-	consoleGroups.add(p)
-	return nil
+	if j.suspended == nil {
+		j.suspended = make(map[*suspendedStart]bool)
+	}
+	j.suspended[s] = true
+	var (
+		once      sync.Once
+		resumeErr error
+	)
+	return func() error {
+		once.Do(func() {
+			if resumeErr = j.resume(s); resumeErr != nil {
+				resumeErr = fmt.Errorf("resume %s: %w", cmd.Path, resumeErr)
+				if !errors.Is(resumeErr, ErrJobClosed) {
+					cmd.Process.Kill()
+				}
+			}
+		})
+		return resumeErr
+	}, nil
 }
 
-// adopt assigns the suspended process pid to the job and resumes it.
-func (j *Job) adopt(pid int) (broker.Process, error) {
+// suspendedStart is a process StartSuspended started and that was not
+// resumed yet.
+type suspendedStart struct {
+	proc broker.Process
+	// threads are its initial threads (one, in practice), open with
+	// THREAD_SUSPEND_RESUME. Holding them rather than looking them up at
+	// resume keeps a reused thread ID, or a thread injected later (such
+	// as a console control handler), from being mistaken for them.
+	threads []xwin.Handle
+}
+
+func (s *suspendedStart) close() {
+	closeHandles(s.threads)
+	s.threads = nil
+}
+
+func closeHandles(hs []xwin.Handle) {
+	for _, h := range hs {
+		xwin.CloseHandle(h)
+	}
+}
+
+// adopt assigns the suspended process pid to the job and opens its
+// initial threads.
+func (j *Job) adopt(pid int) (*suspendedStart, error) {
 	// exec.Cmd holds a handle to the process, so pid cannot be reused.
 	hp, err := xwin.OpenProcess(xwin.PROCESS_SET_QUOTA|xwin.PROCESS_TERMINATE|xwin.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
 	if err != nil {
-		return broker.Process{}, fmt.Errorf("open process %d: %w", pid, err)
+		return nil, fmt.Errorf("open process %d: %w", pid, err)
 	}
 	defer xwin.CloseHandle(hp)
 	start, err := startTime(hp)
 	if err != nil {
-		return broker.Process{}, fmt.Errorf("process %d: %w", pid, err)
+		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	if err := xwin.AssignProcessToJobObject(j.h, hp); err != nil {
-		return broker.Process{}, fmt.Errorf("assign process %d to job object: %w", pid, err)
+		return nil, fmt.Errorf("assign process %d to job object: %w", pid, err)
 	}
-	if err := resumeProcess(pid); err != nil {
-		return broker.Process{}, err
+	threads, err := openThreads(pid)
+	if err != nil {
+		return nil, err
 	}
-	return broker.Process{PID: pid, StartTime: start}, nil
+	return &suspendedStart{proc: broker.Process{PID: pid, StartTime: start}, threads: threads}, nil
 }
 
-// resumeProcess resumes the threads of the suspended process pid.
-func resumeProcess(pid int) error {
+// openThreads opens the threads of the suspended new process pid for
+// ResumeThread.
+func openThreads(pid int) ([]xwin.Handle, error) {
 	snap, err := xwin.CreateToolhelp32Snapshot(xwin.TH32CS_SNAPTHREAD, 0)
 	if err != nil {
-		return fmt.Errorf("resume process %d: thread snapshot: %w", pid, err)
+		return nil, fmt.Errorf("threads of process %d: snapshot: %w", pid, err)
 	}
 	defer xwin.CloseHandle(snap)
-	var te xwin.ThreadEntry32
+	var (
+		te      xwin.ThreadEntry32
+		threads []xwin.Handle
+	)
 	te.Size = uint32(unsafe.Sizeof(te))
-	resumed := 0
 	for err = xwin.Thread32First(snap, &te); err == nil; err = xwin.Thread32Next(snap, &te) {
 		if te.OwnerProcessID != uint32(pid) {
 			continue
 		}
 		th, err := xwin.OpenThread(xwin.THREAD_SUSPEND_RESUME, false, te.ThreadID)
 		if err != nil {
-			return fmt.Errorf("resume process %d: open thread %d: %w", pid, te.ThreadID, err)
+			closeHandles(threads)
+			return nil, fmt.Errorf("threads of process %d: open thread %d: %w", pid, te.ThreadID, err)
 		}
-		_, err = xwin.ResumeThread(th)
-		xwin.CloseHandle(th)
-		if err != nil {
-			return fmt.Errorf("resume process %d: thread %d: %w", pid, te.ThreadID, err)
-		}
-		resumed++
+		threads = append(threads, th)
 	}
 	if !errors.Is(err, xwin.ERROR_NO_MORE_FILES) {
-		return fmt.Errorf("resume process %d: thread snapshot: %w", pid, err)
+		closeHandles(threads)
+		return nil, fmt.Errorf("threads of process %d: snapshot: %w", pid, err)
 	}
-	if resumed == 0 {
-		return fmt.Errorf("resume process %d: it has no thread", pid)
+	if len(threads) == 0 {
+		return nil, fmt.Errorf("process %d has no thread", pid)
 	}
+	return threads, nil
+}
+
+// resume resumes s and makes it a leader of the job.
+func (j *Job) resume(s *suspendedStart) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.h == 0 || !j.suspended[s] {
+		// Close killed it and closed its threads.
+		return ErrJobClosed
+	}
+	delete(j.suspended, s)
+	defer s.close()
+	for _, th := range s.threads {
+		if _, err := xwin.ResumeThread(th); err != nil {
+			return fmt.Errorf("process %d: ResumeThread: %w", s.proc.PID, err)
+		}
+	}
+	j.leaders = append(j.leaders, s.proc)
+	consoleGroups.add(s.proc)
 	return nil
 }
 
 // Interrupt sends CTRL_BREAK_EVENT to the console process group of each
-// process Start started that still runs and shares this process's console:
-// the graceful stop a console program expects. It returns an error matching
-// broker.ErrUnsupported when no group could be reached that way.
+// process Start started (or StartSuspended started and resumed) that still
+// runs and shares this process's console: the graceful stop a console
+// program expects. It returns an error matching broker.ErrUnsupported when
+// no group could be reached that way.
 func (j *Job) Interrupt() error {
 	j.mu.Lock()
 	leaders := append([]broker.Process(nil), j.leaders...)
@@ -208,6 +301,10 @@ func (j *Job) Close() error {
 		consoleGroups.remove(p)
 	}
 	j.leaders = nil
+	for s := range j.suspended {
+		s.close()
+	}
+	j.suspended = nil
 	err := xwin.CloseHandle(j.h)
 	j.h = 0
 	if err != nil {

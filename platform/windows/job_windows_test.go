@@ -2,8 +2,13 @@ package windows
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -22,29 +27,196 @@ func newTestJob(t *testing.T) *Job {
 	return job
 }
 
-func TestJobCloseKillsTree(t *testing.T) {
-	job := newTestJob(t)
-	c := startHelper(t, "tree", job.Start)
-	// The child printed its grandchild's PID, so it was resumed and ran.
-	gc := c.grandchild(t)
-	child := lookup(t, c.cmd.Process.Pid)
+// startResumed starts cmd in job with StartSuspended and resumes it.
+func startResumed(job *Job) func(*exec.Cmd) error {
+	return func(cmd *exec.Cmd) error {
+		resume, err := job.StartSuspended(cmd)
+		if err != nil {
+			return err
+		}
+		return resume()
+	}
+}
 
-	if err := job.Close(); err != nil {
+func TestJobCloseKillsTree(t *testing.T) {
+	tests := []struct {
+		name  string
+		start func(*Job) func(*exec.Cmd) error
+	}{
+		{"Start", func(j *Job) func(*exec.Cmd) error { return j.Start }},
+		{"StartSuspended", startResumed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := newTestJob(t)
+			c := startHelper(t, "tree", tt.start(job))
+			// The child printed its grandchild's PID, so it was resumed
+			// and ran.
+			gc := c.grandchild(t)
+			child := lookup(t, c.cmd.Process.Pid)
+
+			if err := job.Close(); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, child)
+			waitGone(t, gc)
+			if err := job.Close(); err != nil {
+				t.Errorf("second Close = %v, want nil", err)
+			}
+			if err := job.Start(exec.Command(os.Args[0])); !errors.Is(err, ErrJobClosed) {
+				t.Errorf("Start after Close = %v, want ErrJobClosed", err)
+			}
+			if _, err := job.StartSuspended(exec.Command(os.Args[0])); !errors.Is(err, ErrJobClosed) {
+				t.Errorf("StartSuspended after Close = %v, want ErrJobClosed", err)
+			}
+			if err := job.Terminate(1); !errors.Is(err, ErrJobClosed) {
+				t.Errorf("Terminate after Close = %v, want ErrJobClosed", err)
+			}
+			if err := job.Interrupt(); !errors.Is(err, ErrJobClosed) {
+				t.Errorf("Interrupt after Close = %v, want ErrJobClosed", err)
+			}
+		})
+	}
+}
+
+// touchEnv makes the test binary a child that creates the file it names
+// and exits 0. It is checked in init, before TestMain's helper modes.
+const touchEnv = "PORTBROKER_JOB_TEST_TOUCH"
+
+func init() {
+	if path := os.Getenv(touchEnv); path != "" {
+		if err := os.WriteFile(path, []byte("ran\n"), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+}
+
+// startTouch starts, suspended in job, a child that creates a file once it
+// runs, and returns it, the file's path and its resume. The test's cleanup
+// kills and reaps it unless the test did.
+func startTouch(t *testing.T, job *Job) (*exec.Cmd, string, func() error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ran")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), touchEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	resume, err := job.StartSuspended(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, child)
-	waitGone(t, gc)
-	if err := job.Close(); err != nil {
-		t.Errorf("second Close = %v, want nil", err)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd, path, resume
+}
+
+// exists reports whether path exists.
+func exists(t *testing.T, path string) bool {
+	t.Helper()
+	_, err := os.Stat(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
 	}
-	if err := job.Start(exec.Command(os.Args[0])); !errors.Is(err, ErrJobClosed) {
-		t.Errorf("Start after Close = %v, want ErrJobClosed", err)
+	return err == nil
+}
+
+var procSuspendThread = xwin.NewLazySystemDLL("kernel32.dll").NewProc("SuspendThread")
+
+// suspendCounts returns the suspend count of each initial thread of the
+// processes job holds suspended, by PID.
+func suspendCounts(t *testing.T, job *Job) map[int][]uint32 {
+	t.Helper()
+	job.mu.Lock()
+	defer job.mu.Unlock()
+	counts := make(map[int][]uint32)
+	for s := range job.suspended {
+		for _, th := range s.threads {
+			// SuspendThread returns the count before it; the ResumeThread
+			// right after puts it back.
+			n, _, err := procSuspendThread.Call(uintptr(th))
+			if uint32(n) == ^uint32(0) {
+				t.Fatalf("SuspendThread: %v", err)
+			}
+			if _, err := xwin.ResumeThread(th); err != nil {
+				t.Fatalf("ResumeThread: %v", err)
+			}
+			counts[s.proc.PID] = append(counts[s.proc.PID], uint32(n))
+		}
 	}
-	if err := job.Terminate(1); !errors.Is(err, ErrJobClosed) {
-		t.Errorf("Terminate after Close = %v, want ErrJobClosed", err)
+	return counts
+}
+
+func TestJobStartSuspended(t *testing.T) {
+	job := newTestJob(t)
+	cmd, path, resume := startTouch(t, job)
+
+	// Its one thread is suspended, as created: it has run nothing.
+	if got, want := suspendCounts(t, job), map[int][]uint32{cmd.Process.Pid: {1}}; !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("suspend counts by PID %v, want %v", got, want)
 	}
-	if err := job.Interrupt(); !errors.Is(err, ErrJobClosed) {
-		t.Errorf("Interrupt after Close = %v, want ErrJobClosed", err)
+	if exists(t, path) {
+		t.Fatal("the suspended child created its file")
+	}
+
+	if err := resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("resumed child: %v", err)
+	}
+	if !exists(t, path) {
+		t.Error("the resumed child exited 0 without creating its file")
+	}
+	if err := resume(); err != nil {
+		t.Errorf("second resume = %v, want the first result, nil", err)
+	}
+	if n := len(suspendCounts(t, job)); n != 0 {
+		t.Errorf("%d processes still held suspended after resume", n)
+	}
+}
+
+// A suspended child is in the job already: Close and Terminate end it
+// before it runs.
+func TestJobEndsSuspended(t *testing.T) {
+	tests := []struct {
+		name     string
+		end      func(*Job) error
+		wantCode int // -1: any
+		resume   error
+	}{
+		{name: "Close", end: (*Job).Close, wantCode: -1, resume: ErrJobClosed},
+		{name: "Terminate", end: func(j *Job) error { return j.Terminate(7) }, wantCode: 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := newTestJob(t)
+			cmd, path, resume := startTouch(t, job)
+			p := lookup(t, cmd.Process.Pid)
+			if err := tt.end(job); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, p)
+			if tt.resume != nil {
+				if err := resume(); !errors.Is(err, tt.resume) {
+					t.Errorf("resume = %v, want %v", err, tt.resume)
+				}
+			}
+			var ee *exec.ExitError
+			if err := cmd.Wait(); err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			if code := cmd.ProcessState.ExitCode(); tt.wantCode >= 0 && code != tt.wantCode {
+				t.Errorf("exit code %d, want %d", code, tt.wantCode)
+			}
+			if exists(t, path) {
+				t.Error("the child ran before it was ended")
+			}
+		})
 	}
 }
 
