@@ -29,7 +29,7 @@ const failAfter = 20 * time.Second
 // realClient starts a daemon for the test and connects to it.
 func realClient(t *testing.T) (*client.Client, *clienttest.Daemon) {
 	t.Helper()
-	d := clienttest.Start(t, daemonBin(t))
+	d := clienttest.Start(t, clienttest.Binary(t))
 	c, err := client.New(t.Context(), client.WithAddr(d.Addr))
 	if err != nil {
 		t.Fatalf("New(%s): %v", d.Addr, err)
@@ -346,7 +346,7 @@ func privateDefaults(t *testing.T) (addr, stateDir string) {
 	t.Setenv(client.EnvAddr, "")
 	t.Setenv(client.EnvStateDir, "")
 	t.Setenv("PORTBROKER_CONFIG", "")
-	t.Setenv(client.EnvDaemon, daemonBin(t))
+	t.Setenv(client.EnvDaemon, clienttest.Binary(t))
 	return "unix://" + filepath.Join(runtime, "portbroker", "portbroker.sock"), filepath.Join(dir, "state", "portbroker")
 }
 
@@ -360,7 +360,7 @@ func stopAutoStarted(t *testing.T, pid int) {
 	}
 	deadline := time.Now().Add(failAfter)
 	for {
-		pids, err := clienttest.Processes(daemonBin(t))
+		pids, err := clienttest.Processes(clienttest.Binary(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +423,7 @@ func TestNoAutoStart(t *testing.T) {
 			if !errors.Is(err, client.ErrUnavailable) {
 				t.Errorf("New = %v; want ErrUnavailable", err)
 			}
-			pids, err := clienttest.Processes(daemonBin(t))
+			pids, err := clienttest.Processes(clienttest.Binary(t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,8 @@ import (
 	"os/signal"
 	"syscall"
 	"testing"
+
+	"github.com/portbroker/portbroker/client/clienttest"
 )
 
 // helperEnv selects a helper mode of the test binary, for tests that need
@@ -16,7 +18,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helper(mode))
 	}
-	os.Exit(cleanupDaemons(m.Run()))
+	os.Exit(clienttest.CheckLeftovers(m.Run()))
 }
 
 // helper runs a helper mode and returns its exit code.

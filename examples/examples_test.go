@@ -6,6 +6,7 @@ package examples_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,7 +99,14 @@ func readLine(t *testing.T, r *bufio.Reader, f *os.File) string {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
+	// The launcher announces a service once its lease is granted; the
+	// service binds a moment later, so a refused connection is retried.
+	deadline := time.Now().Add(20 * time.Second)
 	resp, err := http.Get(url)
+	for err != nil && errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		resp, err = http.Get(url)
+	}
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

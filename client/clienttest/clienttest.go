@@ -231,3 +231,51 @@ func Build(ctx context.Context, dir, importPath string) (string, error) {
 	}
 	return bin, nil
 }
+
+// built is the portbrokerd that Binary builds, once per test binary.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// Binary builds portbrokerd once per test binary and returns its path.
+// Call CheckLeftovers from TestMain to remove it and catch daemons that
+// outlived their tests.
+func Binary(t testing.TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "pbbin"); built.err != nil {
+			return
+		}
+		built.bin, built.err = Build(context.Background(), built.dir, "github.com/portbroker/portbroker/cmd/portbrokerd")
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
+
+// CheckLeftovers, for TestMain after m.Run, kills any daemon Binary built
+// that is still running, removes the binary, and returns code, or 1 if a
+// daemon had to be killed: no test may leave one behind.
+func CheckLeftovers(code int) int {
+	if built.bin != "" {
+		pids, err := Processes(built.bin)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "check for leftover daemons: %v\n", err)
+			code = 1
+		}
+		for _, pid := range pids {
+			fmt.Fprintf(os.Stderr, "portbrokerd pid %d outlived the tests; killing it\n", pid)
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+			code = 1
+		}
+	}
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	return code
+}

@@ -34,7 +34,7 @@ const failAfter = 30 * time.Second
 // stops that reach the forced step do not drag on, and a client to it.
 func realDaemon(t *testing.T) (*clienttest.Daemon, *client.Client) {
 	t.Helper()
-	d := clienttest.Start(t, daemonBin(t), "--grace", "2s")
+	d := clienttest.Start(t, clienttest.Binary(t), "--grace", "2s")
 	c, err := client.New(t.Context(), client.WithAddr(d.Addr))
 	if err != nil {
 		t.Fatalf("New(%s): %v", d.Addr, err)
@@ -469,7 +469,7 @@ func privateDefaults(t *testing.T) []string {
 		"HOME=" + dir, "TMPDIR=" + dir, "XDG_RUNTIME_DIR=" + run,
 		"XDG_STATE_HOME=" + filepath.Join(dir, "state"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 		"PORTBROKER_ADDR=", "PORTBROKER_STATE_DIR=", "PORTBROKER_CONFIG=", "PORTBROKER_NO_AUTOSTART=",
-		"PORTBROKER_DAEMON=" + daemonBin(t),
+		"PORTBROKER_DAEMON=" + clienttest.Binary(t),
 	}
 }
 
@@ -503,12 +503,12 @@ func TestAutoStartRace(t *testing.T) {
 	t.Cleanup(func() { stopDaemons(t, []int{winner}) })
 	// A losing daemon gives up once the winner's store lock outlasts its
 	// wait; it must exit on its own.
-	running, err := clienttest.Processes(daemonBin(t))
+	running, err := clienttest.Processes(clienttest.Binary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, slices.DeleteFunc(running, func(pid int) bool { return pid == winner })...)
-	if running, err = clienttest.Processes(daemonBin(t)); err != nil || !slices.Equal(running, []int{winner}) {
+	if running, err = clienttest.Processes(clienttest.Binary(t)); err != nil || !slices.Equal(running, []int{winner}) {
 		t.Errorf("daemons running: %v, %v; want only %d", running, err, winner)
 	}
 }
@@ -529,7 +529,7 @@ func TestNoAutoStart(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "no portbrokerd at unix://") {
 				t.Errorf("exit %d, output %q; want 1 and no daemon", code, out)
 			}
-			running, err := clienttest.Processes(daemonBin(t))
+			running, err := clienttest.Processes(clienttest.Binary(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -553,7 +553,7 @@ func stopDaemons(t *testing.T, pids []int) {
 // TestFirewallUnimplementedOnUnix: the firewall commands say plainly that
 // only Windows has a firewall for the broker to manage, and exit 1.
 func TestFirewallUnimplementedOnUnix(t *testing.T) {
-	d := clienttest.Start(t, daemonBin(t))
+	d := clienttest.Start(t, clienttest.Binary(t))
 	for _, args := range [][]string{{"firewall", "list"}, {"firewall", "open", "8000"}, {"firewall", "close", "8000"}} {
 		r := brokerctl(t, append([]string{"--addr", d.Addr}, args...)...)
 		if r.code != 1 || !strings.Contains(r.stderr, "Windows only") {

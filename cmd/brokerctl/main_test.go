@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -39,44 +37,5 @@ func TestMain(m *testing.M) {
 	}
 	// No test starts a daemon by accident at the user's default address.
 	os.Setenv("PORTBROKER_NO_AUTOSTART", "1")
-	code := m.Run()
-	if daemon.bin != "" {
-		pids, err := clienttest.Processes(daemon.bin)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "check for leftover daemons: %v\n", err)
-			code = 1
-		}
-		for _, pid := range pids {
-			fmt.Fprintf(os.Stderr, "portbrokerd pid %d outlived the tests; killing it\n", pid)
-			if p, err := os.FindProcess(pid); err == nil {
-				p.Kill()
-			}
-			code = 1
-		}
-	}
-	if daemon.dir != "" {
-		os.RemoveAll(daemon.dir)
-	}
-	os.Exit(code)
-}
-
-var daemon struct {
-	once     sync.Once
-	dir, bin string
-	err      error
-}
-
-// daemonBin builds portbrokerd once per test binary.
-func daemonBin(t *testing.T) string {
-	t.Helper()
-	daemon.once.Do(func() {
-		if daemon.dir, daemon.err = os.MkdirTemp("", "pbbin"); daemon.err != nil {
-			return
-		}
-		daemon.bin, daemon.err = clienttest.Build(context.Background(), daemon.dir, "github.com/portbroker/portbroker/cmd/portbrokerd")
-	})
-	if daemon.err != nil {
-		t.Fatal(daemon.err)
-	}
-	return daemon.bin
+	os.Exit(clienttest.CheckLeftovers(m.Run()))
 }
