@@ -33,20 +33,11 @@ var errNoFirewall = status.Error(codes.Unimplemented,
 	"firewall rules are managed by portbrokerd on Windows only; on this OS open the port with your firewall tool (ufw, firewalld, nftables or pf)")
 
 func (s *Server) OpenFirewall(_ context.Context, req *brokerpb.OpenFirewallRequest) (*brokerpb.OpenFirewallResponse, error) {
-	if s.firewall == nil {
-		return nil, errNoFirewall
+	port, proto, err := s.firewallTarget(req.GetPort(), req.GetProtocol())
+	if err != nil {
+		return nil, err
 	}
-	if req.GetPort() < 1 || req.GetPort() > 65535 {
-		return nil, status.Errorf(codes.InvalidArgument, "port: must be from 1 to 65535, got %d", req.GetPort())
-	}
-	proto := protocolFromPB(req.GetProtocol())
-	if proto == 0 {
-		proto = broker.TCP
-	}
-	if !proto.Valid() {
-		return nil, status.Errorf(codes.InvalidArgument, "protocol: unknown value %d", req.GetProtocol())
-	}
-	rule, err := s.firewall.OpenFirewall(FirewallRule{Port: uint16(req.GetPort()), Protocol: proto, Program: req.GetProgram(), LeaseID: req.GetLeaseId()})
+	rule, err := s.firewall.OpenFirewall(FirewallRule{Port: port, Protocol: proto, Program: req.GetProgram(), LeaseID: req.GetLeaseId()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -54,17 +45,11 @@ func (s *Server) OpenFirewall(_ context.Context, req *brokerpb.OpenFirewallReque
 }
 
 func (s *Server) CloseFirewall(_ context.Context, req *brokerpb.CloseFirewallRequest) (*brokerpb.CloseFirewallResponse, error) {
-	if s.firewall == nil {
-		return nil, errNoFirewall
+	port, proto, err := s.firewallTarget(req.GetPort(), req.GetProtocol())
+	if err != nil {
+		return nil, err
 	}
-	if req.GetPort() < 1 || req.GetPort() > 65535 {
-		return nil, status.Errorf(codes.InvalidArgument, "port: must be from 1 to 65535, got %d", req.GetPort())
-	}
-	proto := protocolFromPB(req.GetProtocol())
-	if proto == 0 {
-		proto = broker.TCP
-	}
-	removed, err := s.firewall.CloseFirewall(uint16(req.GetPort()), proto)
+	removed, err := s.firewall.CloseFirewall(port, proto)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -88,6 +73,25 @@ func (s *Server) ListFirewallRules(context.Context, *brokerpb.ListFirewallRulesR
 		out.Rules = append(out.Rules, ruleToPB(r))
 	}
 	return out, nil
+}
+
+// firewallTarget checks that there is a firewall and that the port and
+// protocol of a rule request are valid.
+func (s *Server) firewallTarget(port uint32, p brokerpb.Protocol) (uint16, broker.Protocol, error) {
+	if s.firewall == nil {
+		return 0, 0, errNoFirewall
+	}
+	if port < 1 || port > 65535 {
+		return 0, 0, status.Errorf(codes.InvalidArgument, "port: must be from 1 to 65535, got %d", port)
+	}
+	proto := protocolFromPB(p)
+	if proto == 0 {
+		proto = broker.TCP
+	}
+	if !proto.Valid() {
+		return 0, 0, status.Errorf(codes.InvalidArgument, "protocol: unknown value %d: want PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_TCP_UDP", p)
+	}
+	return uint16(port), proto, nil
 }
 
 func ruleToPB(r FirewallRule) *brokerpb.FirewallRule {

@@ -19,38 +19,12 @@ import (
 const pfKthread = 0x00200000
 
 func (t procTable) inspect(pid int) (broker.ProcessInfo, error) {
-	boot, err := t.bootTime()
+	p, err := t.open(pid)
 	if err != nil {
 		return broker.ProcessInfo{}, err
 	}
-	// As in lookup, one directory descriptor keeps every read on one
-	// process.
-	dir, err := xunix.Open("/proc/"+strconv.Itoa(pid), xunix.O_RDONLY|xunix.O_DIRECTORY|xunix.O_CLOEXEC, 0)
-	if err != nil {
-		return broker.ProcessInfo{}, procError(pid, "open", err)
-	}
-	defer xunix.Close(dir)
-
-	var buf [1024]byte
-	n, err := readAt(dir, "stat", buf[:])
-	if err != nil {
-		return broker.ProcessInfo{}, procError(pid, "read stat", err)
-	}
-	st, err := parseStat(buf[:n])
-	if err != nil {
-		return broker.ProcessInfo{}, fmt.Errorf("pid %d: /proc/%d/stat: %w", pid, pid, err)
-	}
-	if st.state == 'Z' || st.state == 'X' {
-		return broker.ProcessInfo{}, fmt.Errorf("pid %d: exited: %w", pid, broker.ErrNoProcess)
-	}
-	n, err = readAt(dir, "status", buf[:])
-	if err != nil {
-		return broker.ProcessInfo{}, procError(pid, "read status", err)
-	}
-	uid, err := parseStatusUID(buf[:n])
-	if err != nil {
-		return broker.ProcessInfo{}, fmt.Errorf("pid %d: /proc/%d/status: %w", pid, pid, err)
-	}
+	defer xunix.Close(p.dir)
+	dir, st := p.dir, p.st
 	cmdline, err := readAllAt(dir, "cmdline")
 	if err != nil {
 		return broker.ProcessInfo{}, procError(pid, "read cmdline", err)
@@ -64,12 +38,7 @@ func (t procTable) inspect(pid int) (broker.ProcessInfo, error) {
 	}
 
 	info := broker.ProcessInfo{
-		Process: broker.Process{
-			PID:       pid,
-			StartTime: startTime(boot, st.startTicks),
-			Name:      st.comm,
-			User:      uid,
-		},
+		Process:       p.process,
 		Exe:           exe,
 		Cmdline:       splitCmdline(cmdline),
 		PPID:          st.ppid,

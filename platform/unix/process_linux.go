@@ -30,47 +30,73 @@ func newProcTable() procTable {
 }
 
 func (t procTable) lookup(pid int) (broker.Process, error) {
-	if pid <= 0 {
-		return broker.Process{}, fmt.Errorf("pid %d: %w", pid, broker.ErrNoProcess)
-	}
-	boot, err := t.bootTime()
+	p, err := t.open(pid)
 	if err != nil {
 		return broker.Process{}, err
 	}
-	// Read both files through one directory descriptor, so that both describe
-	// the same process even if the PID is reused in between.
+	xunix.Close(p.dir)
+	return p.process, nil
+}
+
+// openProc is a live process opened under /proc: the directory, for more
+// reads that must describe the same process, its stat line, and the
+// broker's identity of it.
+type openProc struct {
+	dir     int
+	st      procStat
+	process broker.Process
+}
+
+// open reads stat and status through one directory descriptor, so that
+// both describe the same process even if the PID is reused in between. The
+// caller closes dir.
+func (t procTable) open(pid int) (openProc, error) {
+	if pid <= 0 {
+		return openProc{}, fmt.Errorf("pid %d: %w", pid, broker.ErrNoProcess)
+	}
+	boot, err := t.bootTime()
+	if err != nil {
+		return openProc{}, err
+	}
 	dir, err := xunix.Open("/proc/"+strconv.Itoa(pid), xunix.O_RDONLY|xunix.O_DIRECTORY|xunix.O_CLOEXEC, 0)
 	if err != nil {
-		return broker.Process{}, procError(pid, "open", err)
+		return openProc{}, procError(pid, "open", err)
 	}
-	defer xunix.Close(dir)
+	p, err := readProc(dir, pid, boot)
+	if err != nil {
+		xunix.Close(dir)
+		return openProc{}, err
+	}
+	return p, nil
+}
 
+func readProc(dir, pid int, boot time.Time) (openProc, error) {
 	var buf [1024]byte
 	n, err := readAt(dir, "stat", buf[:])
 	if err != nil {
-		return broker.Process{}, procError(pid, "read stat", err)
+		return openProc{}, procError(pid, "read stat", err)
 	}
 	st, err := parseStat(buf[:n])
 	if err != nil {
-		return broker.Process{}, fmt.Errorf("pid %d: /proc/%d/stat: %w", pid, pid, err)
+		return openProc{}, fmt.Errorf("pid %d: /proc/%d/stat: %w", pid, pid, err)
 	}
 	if st.state == 'Z' || st.state == 'X' {
-		return broker.Process{}, fmt.Errorf("pid %d: exited: %w", pid, broker.ErrNoProcess)
+		return openProc{}, fmt.Errorf("pid %d: exited: %w", pid, broker.ErrNoProcess)
 	}
 	n, err = readAt(dir, "status", buf[:])
 	if err != nil {
-		return broker.Process{}, procError(pid, "read status", err)
+		return openProc{}, procError(pid, "read status", err)
 	}
 	uid, err := parseStatusUID(buf[:n])
 	if err != nil {
-		return broker.Process{}, fmt.Errorf("pid %d: /proc/%d/status: %w", pid, pid, err)
+		return openProc{}, fmt.Errorf("pid %d: /proc/%d/status: %w", pid, pid, err)
 	}
-	return broker.Process{
+	return openProc{dir: dir, st: st, process: broker.Process{
 		PID:       pid,
 		StartTime: startTime(boot, st.startTicks),
 		Name:      st.comm,
 		User:      uid,
-	}, nil
+	}}, nil
 }
 
 // startTime converts a /proc start time in clock ticks since boot. Every
