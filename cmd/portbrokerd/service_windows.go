@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/portbroker/portbroker/internal/ipc"
+	"github.com/spf13/viper"
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/eventlog"
@@ -40,7 +44,8 @@ const (
 
 // runAsService runs the daemon under the Windows service manager when it
 // started us, and reports false otherwise. The daemon's arguments are the
-// service's command line (os.Args), not the start parameters, and its log
+// service's command line (os.Args, as installed), not the start
+// parameters, after the machine-wide defaults serviceArgs adds; its log
 // goes to the Application event log under the source portbrokerd.
 func runAsService(run runFunc) (int, bool) {
 	isService, err := svc.IsWindowsService()
@@ -52,7 +57,17 @@ func runAsService(run runFunc) (int, bool) {
 		defer elog.Close()
 		out = &eventLogWriter{log: elog}
 	}
-	h := &serviceHandler{run: run, args: os.Args[1:], out: out}
+	stateDir, dirErr := ipc.ServiceStateDir()
+	args, ownDir := serviceArgs(os.Args[1:], stateDir)
+	h := &serviceHandler{run: run, args: args, out: out}
+	if ownDir {
+		h.prepare = func() error {
+			if dirErr != nil {
+				return dirErr
+			}
+			return secureStateDir(stateDir)
+		}
+	}
 	if err := svc.Run(serviceName, h); err != nil {
 		fmt.Fprintf(out, "portbrokerd: run as the %s service: %v\n", serviceName, err)
 		return 1, true
@@ -60,11 +75,44 @@ func runAsService(run runFunc) (int, bool) {
 	return int(h.code.Load()), true
 }
 
+// serviceArgs returns the daemon's arguments as a service: args, the ones
+// it was installed with, after --addr ipc.ServiceAddr and --state-dir
+// stateDir for whichever of the two args does not set, so that users find
+// the one machine-wide daemon and it keeps its state out of SYSTEM's
+// profile. ownDir reports whether the state dir is stateDir.
+func serviceArgs(args []string, stateDir string) (_ []string, ownDir bool) {
+	var out []string
+	if !setsFlag(args, "addr") {
+		out = append(out, "--addr", ipc.ServiceAddr)
+	}
+	if !setsFlag(args, "state-dir") {
+		out = append(out, "--state-dir", stateDir)
+		ownDir = true
+	}
+	return append(out, args...), ownDir
+}
+
+// setsFlag reports whether args set the long flag name.
+func setsFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 // serviceHandler runs the daemon for the service manager.
 type serviceHandler struct {
 	run  runFunc
 	args []string
 	out  io.Writer
+	// prepare, if set, runs before the daemon; when it fails the service
+	// stops with service code 1.
+	prepare func() error
 	// code is the daemon's exit code once it has returned.
 	code atomic.Int32
 }
@@ -74,6 +122,13 @@ type serviceHandler struct {
 // the service-specific one, so the service manager sees the failure.
 func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
 	status <- svc.Status{State: svc.StartPending}
+	if h.prepare != nil {
+		if err := h.prepare(); err != nil {
+			fmt.Fprintf(h.out, "portbrokerd: %v\n", err)
+			h.code.Store(1)
+			return true, 1
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
@@ -164,11 +219,18 @@ func eventLevel(line string) uint32 {
 
 // serviceCommand installs, uninstalls, starts or stops the service. Every
 // verb needs an elevated administrator; an access-denied error says so.
-func serviceCommand(ctx context.Context, verb string) error {
+// install alone takes args: daemon flags the service runs with.
+func serviceCommand(ctx context.Context, verb string, args ...string) error {
+	if len(args) > 0 && verb != "install" {
+		return usageError{fmt.Errorf("service %s: takes no arguments, got %q", verb, args)}
+	}
 	var err error
 	switch verb {
 	case "install":
-		err = installService()
+		if err := checkDaemonArgs(args); err != nil {
+			return usageError{fmt.Errorf("service install: %w", err)}
+		}
+		err = installService(args)
 	case "uninstall":
 		err = uninstallService(ctx)
 	case "start":
@@ -187,10 +249,24 @@ func serviceCommand(ctx context.Context, verb string) error {
 	return nil
 }
 
-// installService registers this executable, with no arguments, as an
+// checkDaemonArgs refuses install arguments the daemon would refuse at
+// every start.
+func checkDaemonArgs(args []string) error {
+	fs := newRootCmd(viper.New(), io.Discard).Flags()
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("daemon flags %q: %w", args, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("daemon flags %q: %q is not a flag; portbrokerd takes flags only", args, fs.Arg(0))
+	}
+	return nil
+}
+
+// installService registers this executable, with args, as an
 // automatically started service running as LocalSystem, and the event log
-// source its log goes to.
-func installService() error {
+// source its log goes to. Unless args say otherwise, the service serves
+// ipc.ServiceAddr with its state in ipc.ServiceStateDir (serviceArgs).
+func installService(args []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find this executable: %w", err)
@@ -208,7 +284,7 @@ func installService() error {
 		DisplayName: serviceDisplayName,
 		Description: serviceDescription,
 		StartType:   mgr.StartAutomatic,
-	})
+	}, args...)
 	if err != nil {
 		return fmt.Errorf("create service: %w", err)
 	}
@@ -330,4 +406,85 @@ func waitState(ctx context.Context, s *mgr.Service, want svc.State) (svc.Status,
 		case <-tick.C:
 		}
 	}
+}
+
+// stateDirSDDL is the service state dir's security descriptor: owned by
+// Administrators, SYSTEM and Administrators alone, inherited by what the
+// daemon creates inside.
+const stateDirSDDL = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+
+// secureStateDir makes dir, the service's state dir, SYSTEM's and
+// Administrators' alone. Whoever writes the lease store decides which
+// processes the daemon, running as SYSTEM, stops; and %ProgramData% lets
+// every user create a directory, or a file in one an administrator
+// created. So a dir, or an entry in it, that another user owns is refused,
+// not used; a trusted one gets the protected DACL (and its entries the
+// inherited part of it).
+func secureStateDir(dir string) error {
+	sd, err := windows.SecurityDescriptorFromString(stateDirSDDL)
+	if err != nil {
+		return fmt.Errorf("state dir %s: security descriptor: %w", dir, err)
+	}
+	p, err := windows.UTF16PtrFromString(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	sa := &windows.SecurityAttributes{SecurityDescriptor: sd}
+	sa.Length = uint32(unsafe.Sizeof(*sa))
+	err = windows.CreateDirectory(p, sa)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, windows.ERROR_ALREADY_EXISTS) && !errors.Is(err, windows.ERROR_FILE_EXISTS) {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	attrs, err := windows.GetFileAttributes(p)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	switch {
+	case attrs&windows.FILE_ATTRIBUTE_REPARSE_POINT != 0:
+		return fmt.Errorf("state dir %s is a link; the service keeps its state in a plain directory: remove it and start the service again", dir)
+	case attrs&windows.FILE_ATTRIBUTE_DIRECTORY == 0:
+		return fmt.Errorf("state dir %s is not a directory: remove it and start the service again", dir)
+	}
+	if err := checkStateOwner(dir, dir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := checkStateOwner(dir, filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	dacl, _, err := sd.DACL()
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if err := windows.SetNamedSecurityInfo(dir, windows.SE_FILE_OBJECT,
+		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil); err != nil {
+		return fmt.Errorf("state dir %s: restrict it to SYSTEM and Administrators: %w", dir, err)
+	}
+	return nil
+}
+
+// checkStateOwner refuses path, in the state dir dir, unless SYSTEM or
+// Administrators own it.
+func checkStateOwner(dir, path string) error {
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION)
+	if err != nil {
+		return fmt.Errorf("state dir %s: owner of %s: %w", dir, path, err)
+	}
+	owner, _, err := sd.Owner()
+	if err != nil || owner == nil {
+		return fmt.Errorf("state dir %s: %s has no owner (%v)", dir, path, err)
+	}
+	if owner.IsWellKnown(windows.WinLocalSystemSid) || owner.IsWellKnown(windows.WinBuiltinAdministratorsSid) {
+		return nil
+	}
+	return fmt.Errorf("state dir %s: %s is owned by %s, not SYSTEM or Administrators, so another user may have planted it: remove it (or make Administrators its owner) and start the service again",
+		dir, path, owner)
 }

@@ -1,5 +1,10 @@
 package ipc
 
+import (
+	"fmt"
+	"strings"
+)
+
 // DefaultAddr returns the per-user address the daemon listens on and
 // clients dial when no address is configured:
 //
@@ -7,6 +12,9 @@ package ipc
 //	                      else unix://<temp dir>/portbroker-<uid>/portbroker.sock
 //	macOS:                unix://$TMPDIR/portbroker-<uid>/portbroker.sock
 //	Windows:              npipe:////./pipe/portbroker-<user name>
+//
+// On Windows, Dial of that address reaches the machine-wide service at
+// ServiceAddr when the user's own pipe does not exist.
 //
 // PORTBROKER_ADDR is for callers to resolve; DefaultAddr ignores it.
 func DefaultAddr() (string, error) { return defaultAddr() }
@@ -18,3 +26,61 @@ func DefaultAddr() (string, error) { return defaultAddr() }
 //	macOS:                ~/Library/Application Support/portbroker
 //	Windows:              %LOCALAPPDATA%\portbroker
 func DefaultStateDir() (string, error) { return defaultStateDir() }
+
+// ServiceAddr is the machine-wide address of portbrokerd running as the
+// Windows service, whose state lives in ServiceStateDir (Windows only). Listen gives its
+// pipe to SYSTEM and Administrators, who alone may serve it, and lets
+// interactive users call it; every other pipe is its user's alone. Dial
+// trusts a pipe only when it is owned by the calling user, SYSTEM or
+// Administrators, so another user cannot pose as either daemon.
+const ServiceAddr = "npipe:////./pipe/portbroker"
+
+// servicePipe is ServiceAddr as ParseAddr returns it.
+const servicePipe = `\\.\pipe\portbroker`
+
+// Well-known SIDs: a pipe owned by one of them, or by the caller, is
+// trusted.
+const (
+	sidSystem = "S-1-5-18"
+	sidAdmins = "S-1-5-32-544"
+)
+
+// pipeSDDL is the security descriptor a pipe at path is created with by a
+// daemon running as user (a SID). The owner is set explicitly because
+// clients judge a pipe by it, and Windows lets a process name only itself
+// or a group it may own (Administrators, when elevated) as an object's
+// owner.
+//
+// The service pipe is owned by Administrators, so creating it takes SYSTEM
+// or an elevated administrator. Interactive users may read and write data
+// but not FILE_CREATE_PIPE_INSTANCE (FILE_APPEND_DATA, part of GENERIC_WRITE):
+// with it they could add an instance of the service's pipe and answer its
+// clients. Every other pipe grants its user alone.
+func pipeSDDL(path, user string) string {
+	if strings.EqualFold(path, servicePipe) {
+		// 0x12008b: FILE_GENERIC_READ | FILE_WRITE_DATA.
+		return "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)"
+	}
+	return "O:" + user + "D:P(A;;GA;;;" + user + ")"
+}
+
+// fallbackPipe returns where Dial goes when the pipe at path does not
+// exist: the service pipe when path is the caller's own default pipe
+// (userPipe), else nowhere (""). Named pipe names are case-insensitive.
+func fallbackPipe(path, userPipe string) string {
+	if userPipe != "" && strings.EqualFold(path, userPipe) {
+		return servicePipe
+	}
+	return ""
+}
+
+// checkPipeOwner refuses a pipe whose owner is not user, SYSTEM or
+// Administrators: another user created it, whatever name it has. serverPID
+// is only for the message.
+func checkPipeOwner(path, owner, user string, serverPID uint32) error {
+	if owner != "" && (owner == user || owner == sidSystem || owner == sidAdmins) {
+		return nil
+	}
+	return fmt.Errorf("pipe %s is owned by %s (server pid %d), not you (%s), SYSTEM or Administrators: another user may be posing as portbrokerd; refusing to dial",
+		path, owner, serverPID, user)
+}

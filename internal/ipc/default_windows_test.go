@@ -26,3 +26,27 @@ func TestDefaultStateDir(t *testing.T) {
 		t.Errorf("DefaultStateDir() = %q, %v; want %q", got, err, want)
 	}
 }
+
+func TestServiceStateDir(t *testing.T) {
+	tests := []struct {
+		programData, want, wantErr string
+	}{
+		{`C:\ProgramData`, `C:\ProgramData\portbroker`, ""},
+		{`D:\Data\`, `D:\Data\portbroker`, ""},
+		{"", "", "%ProgramData% is not set"},
+		{`ProgramData`, "", "not an absolute path"},
+	}
+	for _, tt := range tests {
+		t.Setenv("ProgramData", tt.programData)
+		got, err := ServiceStateDir()
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ServiceStateDir() with %%ProgramData%%=%q = %q, %v; want an error containing %q", tt.programData, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ServiceStateDir() with %%ProgramData%%=%q = %q, %v; want %q", tt.programData, got, err, tt.want)
+		}
+	}
+}

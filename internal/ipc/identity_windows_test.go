@@ -20,30 +20,51 @@ func TestProcessUserIsCurrentUser(t *testing.T) {
 	}
 }
 
+// A client's identity is its own, whether the pipe is its user's alone or
+// the service's, open to every interactive user.
 func TestIdentityOverPipe(t *testing.T) {
 	if os.Getenv("PORTBROKER_UNDER_WINE") != "" {
 		t.Skip("Wine does not implement go-winio's pipe Accept")
-	}
-	noClientToken(t)
-	addr := testPipeAddr()
-	rec := serve(t, listen(t, addr), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "/state/token")
-	conn := dialTest(t, addr)
-	if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
-		t.Fatalf("health check: %v", err)
-	}
-	if unaryErr, streamErr := callBroker(t.Context(), conn); unaryErr != nil || streamErr != nil {
-		t.Fatalf("broker calls over a pipe without a token: %v, %v; want both to pass", unaryErr, streamErr)
 	}
 	sid, err := currentUserSID()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok := windows.GetCurrentProcessToken()
-	want := Identity{PID: os.Getpid(), UID: sid, Admin: tok.IsElevated(), Known: true}
-	for _, c := range rec.all() {
-		if !c.ok || c.id != want {
-			t.Errorf("%s: IdentityFrom = %+v, %v; want %+v, true", c.method, c.id, c.ok, want)
+	if !tok.IsElevated() {
+		t.Log("unelevated: the service pipe, owned by Administrators, is left out")
+	}
+	for _, service := range []bool{false, true} {
+		if service && !tok.IsElevated() {
+			continue
 		}
+		t.Run(map[bool]string{false: "per-user", true: "service"}[service], func(t *testing.T) {
+			noClientToken(t)
+			addr, path := testPipePath()
+			sddl := pipeSDDL(path, sid)
+			if service {
+				sddl = pipeSDDL(servicePipe, sid)
+			}
+			ln, err := listenPipeSDDL(addr, path, sddl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			rec := serve(t, ln, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "/state/token")
+			conn := dialTest(t, addr)
+			if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+				t.Fatalf("health check: %v", err)
+			}
+			if unaryErr, streamErr := callBroker(t.Context(), conn); unaryErr != nil || streamErr != nil {
+				t.Fatalf("broker calls over a pipe without a token: %v, %v; want both to pass", unaryErr, streamErr)
+			}
+			want := Identity{PID: os.Getpid(), UID: sid, Admin: tok.IsElevated(), Known: true}
+			for _, c := range rec.all() {
+				if !c.ok || c.id != want {
+					t.Errorf("%s: IdentityFrom = %+v, %v; want %+v, true", c.method, c.id, c.ok, want)
+				}
+			}
+		})
 	}
 }
 
