@@ -14,11 +14,16 @@ type runFunc func(ctx context.Context, args []string, stderr io.Writer) int
 // user unit ships in the repository instead.
 func newServiceCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "service install|uninstall|start|stop",
+		Use:   "service install [-- DAEMON-FLAGS...]|uninstall|start|stop",
 		Short: "Manage portbrokerd as a Windows service",
-		Args:  cobra.ExactArgs(1),
+		Long: `Manage portbrokerd as a Windows service. The service serves the machine-wide
+pipe \\.\pipe\portbroker, which brokerctl falls back to when the user's own
+daemon is not running, and keeps its leases in %ProgramData%\portbroker.
+Flags after -- on install are stored for the service, such as
+"portbrokerd service install -- --log-level debug".`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return serviceCommand(cmd.Context(), args[0])
+			return serviceCommand(cmd.Context(), args[0], args[1:]...)
 		},
 	}
 }

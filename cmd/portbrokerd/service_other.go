@@ -11,7 +11,7 @@ import (
 // runAsService reports false: only Windows has a service manager to run under.
 func runAsService(runFunc) (int, bool) { return 0, false }
 
-func serviceCommand(context.Context, string) error {
+func serviceCommand(context.Context, string, ...string) error {
 	if runtime.GOOS == "linux" {
 		return fmt.Errorf("service commands manage a Windows service; on Linux install the systemd user unit (see README)")
 	}

@@ -3,7 +3,8 @@
 // listens and dials, and tells the server who calls. Unix sockets live in
 // a private directory (or one shared with a chosen group), TCP is bound to
 // loopback only and Windows named pipes are restricted to the current
-// user. Over unix sockets and pipes the OS names each caller
+// user, except the Windows service's ServiceAddr, which interactive users
+// may open. Over unix sockets and pipes the OS names each caller
 // (ServerCredentials, IdentityFrom); over TCP, which every local user can
 // reach, calls must carry a token only the daemon's user can read
 // (EnsureToken, TokenInterceptors).
@@ -197,7 +198,9 @@ func ListenWith(addr string, opts ...ListenOption) (net.Listener, error) {
 
 // Dial connects to a broker address. Before it dials a unix socket it
 // checks that no other user could have put the socket there; see
-// checkServerDir.
+// checkServerDir. On Windows a pipe must be owned by the caller, SYSTEM
+// or Administrators, and the user's default pipe falls back to
+// ServiceAddr when it does not exist.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {
 	network, address, err := ParseAddr(addr)
 	if err != nil {
