@@ -211,6 +211,9 @@ func throughput(ctx context.Context, cs []*client, d time.Duration, maxCalls int
 		brokerTime += elapsed
 		brokerCPU += cpu1 - cpu0
 
+		if err := settle(ctx); err != nil {
+			return lv, err
+		}
 		total := 2 * int64(count(acq)-before)
 		var claimed atomic.Int64
 		elapsed, err = parallel(ctx, cs, func(ctx context.Context, i int, c *client) error {
@@ -230,6 +233,9 @@ func throughput(ctx context.Context, cs []*client, d time.Duration, maxCalls int
 		emptyTime += elapsed
 		emptyCPU += cpu2 - cpu1
 		cpuOK = cpuOK && ok0 && ok1 && ok2
+		if err := settle(ctx); err != nil {
+			return lv, err
+		}
 	}
 
 	a, r := flatten(acq), flatten(rel)
@@ -244,6 +250,22 @@ func throughput(ctx context.Context, cs []*client, d time.Duration, maxCalls int
 		lv.Ratio = round3(lv.Broker.CallsPerSec / lv.Empty.CallsPerSec)
 	}
 	return lv, nil
+}
+
+// settleTime is the pause between phases. It lets the daemon finish the
+// garbage collection that one phase's calls set off before the next phase
+// starts, so that empty calls are not charged for broker calls' garbage.
+const settleTime = 20 * time.Millisecond
+
+func settle(ctx context.Context) error {
+	t := time.NewTimer(settleTime)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func perCall(cpu time.Duration, calls int64) float64 {
