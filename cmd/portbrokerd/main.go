@@ -122,7 +122,7 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			if explicit || !errors.Is(err, os.ErrNotExist) {
 				return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
 			}
-		} else if err := daemon.CheckKeys(v.AllKeys()); err != nil {
+		} else if err := checkFileKeys(file); err != nil {
 			return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
 		}
 	}
@@ -171,4 +171,17 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log_format: %q: want text or json", format)
+}
+
+// checkFileKeys rejects settings the file names that portbrokerd does not
+// know. It reads the file on its own: the main viper also holds every
+// bound flag, which are not the file's to name.
+func checkFileKeys(file string) error {
+	fv := viper.New()
+	fv.SetConfigFile(file)
+	fv.SetConfigType("yaml")
+	if err := fv.ReadInConfig(); err != nil {
+		return err
+	}
+	return daemon.CheckKeys(fv.AllKeys())
 }
