@@ -217,8 +217,27 @@ func (b *Broker) restore(ctx context.Context) error {
 	now := time.Now()
 	var gone []Lease
 	var reasons []Reason
+	// Many leases share an owner; look each PID up once.
+	live := map[int]Process{}
+	alive := func(p Process) bool {
+		lp, ok := live[p.PID]
+		if !ok {
+			var err error
+			if lp, err = b.procs.Lookup(p.PID); err != nil {
+				lp = Process{}
+			}
+			live[p.PID] = lp
+		}
+		return lp.PID != 0 && lp.Same(p)
+	}
 	for _, l := range st.Leases {
-		reason := b.deadReason(l, now)
+		reason := ReasonNone
+		switch {
+		case l.TTL > 0 && !now.Before(l.ExpiresAt):
+			reason = ReasonTTLExpired
+		case !alive(l.Owner):
+			reason = ReasonOwnerExited
+		}
 		if reason == ReasonNone {
 			if other := b.byPort[l.Port]; other != nil {
 				// Two stored leases on one port cannot both be right; keep the older.
@@ -274,17 +293,6 @@ func (b *Broker) orphansAtStart() {
 	for _, l := range orphans {
 		b.orphaned(l)
 	}
-}
-
-// deadReason says why a stored lease should not be restored, or ReasonNone.
-func (b *Broker) deadReason(l Lease, now time.Time) Reason {
-	if l.TTL > 0 && !now.Before(l.ExpiresAt) {
-		return ReasonTTLExpired
-	}
-	if !b.alive(l.Owner) {
-		return ReasonOwnerExited
-	}
-	return ReasonNone
 }
 
 // alive reports whether p still runs: the same PID with the same start time.

@@ -181,6 +181,9 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	tokUnary, tokStream := ipc.TokenInterceptors(token, tokenPath)
 	d.gs = grpc.NewServer(
 		grpc.Creds(ipc.ServerCredentials(ipc.WithLogger(log))),
+		// Reused stream workers keep their grown stacks; a goroutine per
+		// call grows a new one each time (about a tenth of a call's CPU).
+		grpc.NumStreamWorkers(uint32(4*runtime.NumCPU())),
 		grpc.ChainUnaryInterceptor(tokUnary, rpcserver.UnaryDeadline),
 		grpc.ChainStreamInterceptor(tokStream),
 	)
