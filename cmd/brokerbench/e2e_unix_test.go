@@ -13,20 +13,22 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/portbroker/portbroker/client/clienttest"
 )
 
 // tiny is a quick run cut down to seconds: at most 200 broker calls per
 // throughput level, a 300-port pool, 5 owners.
-func tiny(extra ...string) []string {
+func tiny(t testing.TB, extra ...string) []string {
 	return append([]string{
-		"--daemon", daemonBin, "--quick", "--calls", "200", "--duration", "1s",
+		"--daemon", clienttest.Binary(t), "--quick", "--calls", "200", "--duration", "1s",
 		"--leases", "300", "--range-start", "21000", "--refusals", "50", "--owners", "5", "--idle", "200ms",
 	}, extra...)
 }
 
 func TestRunQuick(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(t.Context(), tiny("-o", "json", "--state-dir", t.TempDir()), &stdout, &stderr); code != 0 {
+	if code := run(t.Context(), tiny(t, "-o", "json", "--state-dir", t.TempDir()), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
 	}
 	var r Results
@@ -114,7 +116,7 @@ func TestRunInterrupted(t *testing.T) {
 	defer cancel()
 	stderr := &cancelOn{substr: "owners for the reclaim figure", cancel: cancel}
 	var stdout bytes.Buffer
-	if code := run(ctx, tiny("--owners", "50"), &stdout, stderr); code != 1 {
+	if code := run(ctx, tiny(t, "--owners", "50"), &stdout, stderr); code != 1 {
 		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, stderr.buf.String())
 	}
 	if !strings.Contains(stderr.buf.String(), "context canceled") {

@@ -3,18 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-// daemonBin is a portbrokerd built from this checkout for the run.
-var daemonBin string
+	"github.com/portbroker/portbroker/client/clienttest"
+)
 
 func TestMain(m *testing.M) {
 	// The test binary re-executes itself as lease owners.
@@ -22,26 +18,7 @@ func TestMain(m *testing.M) {
 		ownerMain()
 		os.Exit(0)
 	}
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "brokerbench-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	daemonBin = filepath.Join(dir, "portbrokerd")
-	if runtime.GOOS == "windows" {
-		daemonBin += ".exe"
-	}
-	build := exec.Command("go", "build", "-o", daemonBin, "github.com/portbroker/portbroker/cmd/portbrokerd")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build portbrokerd: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
+	os.Exit(clienttest.CheckLeftovers(m.Run()))
 }
 
 func TestParseFlags(t *testing.T) {
