@@ -459,6 +459,9 @@ func TestOwnerExitReclaims(t *testing.T) {
 	if _, err := r.b.Get(l.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("lease still there: %v", err)
 	}
+	// The launcher's watch is dropped just after the event goes out; Close
+	// waits for the exit loop to finish that.
+	r.b.Close()
 	if r.watcher.isWatched(l.Launcher) {
 		t.Errorf("launcher still watched after its only lease ended")
 	}
