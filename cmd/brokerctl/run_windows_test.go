@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -114,27 +113,6 @@ func realDaemon(t *testing.T) (string, *client.Client) {
 	}
 	t.Cleanup(func() { c.Close() })
 	return d.Addr(), c
-}
-
-// cliProcess prepares brokerctl as a process of its own.
-func cliProcess(env []string, args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), cliEnv+"=1"), env...)
-	return cmd
-}
-
-func leaseNamed(t *testing.T, c *client.Client, name string) *client.Lease {
-	t.Helper()
-	leases, err := c.List(t.Context(), "")
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	for _, l := range leases {
-		if l.Name == name {
-			return l
-		}
-	}
-	return nil
 }
 
 // report reads a "report" child's lines up to "ready".
