@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/portbroker/portbroker/client/clienttest"
 	"net"
 	"os"
 	"strings"
@@ -80,7 +81,7 @@ func wantLease() *client.Lease {
 }
 
 func TestNewUnavailable(t *testing.T) {
-	addr := deadAddr(t)
+	addr := clienttest.DeadAddr(t)
 	_, err := client.New(t.Context(), client.WithAddr(addr))
 	if !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("New with no daemon: error = %v; want ErrUnavailable", err)
@@ -115,7 +116,7 @@ func TestNewInvalidOptions(t *testing.T) {
 }
 
 func TestNewAddrFromEnv(t *testing.T) {
-	addr := serve(t, &fakeBroker{})
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{})
 	t.Setenv(client.EnvAddr, addr)
 	c, err := client.New(t.Context())
 	if err != nil {
@@ -130,12 +131,12 @@ func TestNewAddrFromEnv(t *testing.T) {
 func TestAcquire(t *testing.T) {
 	reqs := make(chan *brokerpb.AcquireLeaseRequest, 1)
 	released := make(chan string, 1)
-	addr := serve(t, &fakeBroker{
-		acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{
+		Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 			reqs <- req
 			return &brokerpb.AcquireLeaseResponse{Lease: pbLease(), Existing: true, FallbackReason: "8080 in use"}, nil
 		},
-		release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+		Release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
 			released <- req.GetLeaseId()
 			return &brokerpb.ReleaseLeaseResponse{}, nil
 		},
@@ -173,7 +174,7 @@ func TestAcquire(t *testing.T) {
 
 func TestAcquireDefaults(t *testing.T) {
 	reqs := make(chan *brokerpb.AcquireLeaseRequest, 1)
-	addr := serve(t, &fakeBroker{acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 		reqs <- req
 		return &brokerpb.AcquireLeaseResponse{Lease: &brokerpb.Lease{Id: "l-2", Port: 9000}}, nil
 	}})
@@ -192,7 +193,7 @@ func TestAcquireDefaults(t *testing.T) {
 }
 
 func TestAcquireInvalidOptions(t *testing.T) {
-	addr := serve(t, &fakeBroker{acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 		t.Error("AcquireLease called despite an invalid option")
 		return nil, status.Error(codes.Internal, "unexpected")
 	}})
@@ -225,7 +226,7 @@ func TestAcquireInvalidOptions(t *testing.T) {
 
 func TestRenew(t *testing.T) {
 	reqs := make(chan *brokerpb.RenewLeaseRequest, 2)
-	addr := serve(t, &fakeBroker{renew: func(req *brokerpb.RenewLeaseRequest) (*brokerpb.RenewLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Renew: func(req *brokerpb.RenewLeaseRequest) (*brokerpb.RenewLeaseResponse, error) {
 		reqs <- req
 		return &brokerpb.RenewLeaseResponse{Lease: pbLease()}, nil
 	}})
@@ -253,7 +254,7 @@ func TestRenew(t *testing.T) {
 
 func TestList(t *testing.T) {
 	namespaces := make(chan string, 1)
-	addr := serve(t, &fakeBroker{list: func(req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{List: func(req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
 		namespaces <- req.GetNamespace()
 		second := pbLease()
 		second.Id, second.Port = "l-2", 8001
@@ -274,7 +275,7 @@ func TestList(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	addr := serve(t, &fakeBroker{status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
 		return &brokerpb.GetStatusResponse{
 			Version:           "1.2.3",
 			Platform:          "linux/amd64",
@@ -322,7 +323,7 @@ func TestWatch(t *testing.T) {
 		},
 	}
 	reqs := make(chan *brokerpb.WatchLeasesRequest, 1)
-	addr := serve(t, &fakeBroker{watch: func(req *brokerpb.WatchLeasesRequest, stream grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(req *brokerpb.WatchLeasesRequest, stream grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		reqs <- req
 		for _, ev := range events {
 			if err := stream.Send(ev); err != nil {
@@ -365,7 +366,7 @@ func TestWatchErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serve(t, &fakeBroker{watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 				return tt.watch(s)
 			}})
 			var errs []error
@@ -385,7 +386,7 @@ func TestWatchErrors(t *testing.T) {
 
 func TestWatchBreakEndsStream(t *testing.T) {
 	ended := make(chan error, 1)
-	addr := serve(t, &fakeBroker{watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		if err := s.Send(&brokerpb.WatchLeasesResponse{Type: brokerpb.LeaseEventType_LEASE_EVENT_TYPE_ACQUIRED, Lease: pbLease()}); err != nil {
 			return err
 		}
@@ -468,7 +469,7 @@ func TestErrorMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.code.String(), func(t *testing.T) {
-			addr := serve(t, &fakeBroker{release: func(*brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{Release: func(*brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
 				return nil, status.Error(tt.code, tt.msg)
 			}})
 			c := newClient(t, addr)
@@ -502,7 +503,7 @@ func TestErrorMapping(t *testing.T) {
 }
 
 func TestDaemonGoneIsUnavailable(t *testing.T) {
-	addr, stop := serveUntil(t, &fakeBroker{})
+	addr, stop := clienttest.ServeUntil(t, &clienttest.FakeBroker{})
 	c := newClient(t, addr)
 	stop()
 	err := c.Release(t.Context(), "l-1")
@@ -541,8 +542,8 @@ func TestListenLostBindRace(t *testing.T) {
 			var mu sync.Mutex
 			var acquired int
 			var released []string
-			addr := serve(t, &fakeBroker{
-				acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{
+				Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 					mu.Lock()
 					defer mu.Unlock()
 					port := tt.ports[acquired]
@@ -551,7 +552,7 @@ func TestListenLostBindRace(t *testing.T) {
 						Id: fmt.Sprintf("l-%d", acquired), Name: req.GetName(), Port: uint32(port), Protocol: brokerpb.Protocol_PROTOCOL_TCP,
 					}}, nil
 				},
-				release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+				Release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
 					mu.Lock()
 					defer mu.Unlock()
 					released = append(released, req.GetLeaseId())
@@ -584,7 +585,7 @@ func TestListenLostBindRace(t *testing.T) {
 }
 
 func TestCloseStopsKeepalive(t *testing.T) {
-	addr := serve(t, &fakeBroker{acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 		return &brokerpb.AcquireLeaseResponse{Lease: pbLease()}, nil // a 1m TTL
 	}})
 	c, err := client.New(t.Context(), client.WithAddr(addr))

@@ -415,7 +415,7 @@ func TestNoAutoStart(t *testing.T) {
 		opts []client.Option
 	}{
 		{"off by default", nil},
-		{"another address", []client.Option{client.WithAutoStart(true), client.WithAddr(deadAddr(t))}},
+		{"another address", []client.Option{client.WithAutoStart(true), client.WithAddr(clienttest.DeadAddr(t))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

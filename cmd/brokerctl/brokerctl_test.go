@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/portbroker/portbroker/client/clienttest"
 	"os"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func twoLeases() []*brokerpb.Lease {
 }
 
 func listServer(t *testing.T, namespaces chan<- string) string {
-	return serve(t, &fakeBroker{list: func(req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+	return clienttest.Serve(t, &clienttest.FakeBroker{List: func(req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
 		if namespaces != nil {
 			namespaces <- req.GetNamespace()
 		}
@@ -109,7 +110,7 @@ func TestLeasesJSON(t *testing.T) {
 }
 
 func watchServer(t *testing.T, events ...*brokerpb.WatchLeasesResponse) string {
-	return serve(t, &fakeBroker{watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	return clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		for _, ev := range events {
 			if err := s.Send(ev); err != nil {
 				return err
@@ -198,7 +199,7 @@ func TestAcquire(t *testing.T) {
 				t.Skip("this process has no parent to default --pid to (Wine reports none)")
 			}
 			reqs := make(chan *brokerpb.AcquireLeaseRequest, 1)
-			addr := serve(t, &fakeBroker{acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 				reqs <- req
 				return &brokerpb.AcquireLeaseResponse{Lease: &brokerpb.Lease{Id: "l-1", Port: 8001}, FallbackReason: tt.fallback}, nil
 			}})
@@ -221,7 +222,7 @@ func TestAcquire(t *testing.T) {
 
 func TestAcquireJSON(t *testing.T) {
 	resp := &brokerpb.AcquireLeaseResponse{Lease: twoLeases()[0], Existing: true}
-	addr := serve(t, &fakeBroker{acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 		return resp, nil
 	}})
 	r := brokerctl(t, "--addr", addr, "acquire", "web", "--pid", "1", "-o", "json")
@@ -266,11 +267,11 @@ func TestRelease(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			released := make(chan string, 1)
-			addr := serve(t, &fakeBroker{
-				list: func(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{
+				List: func(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
 					return &brokerpb.ListLeasesResponse{Leases: leases}, nil
 				},
-				release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+				Release: func(req *brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
 					released <- req.GetLeaseId()
 					return &brokerpb.ReleaseLeaseResponse{}, nil
 				},
@@ -296,14 +297,14 @@ func TestRelease(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	addr := serve(t, &fakeBroker{
-		list: func(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{
+		List: func(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
 			return &brokerpb.ListLeasesResponse{}, nil
 		},
-		acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+		Acquire: func(*brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 			return nil, status.Error(codes.ResourceExhausted, "no free port in 10000-10009")
 		},
-		status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
+		Status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
 			return nil, status.Error(codes.Internal, "disk\nfull")
 		},
 	})
@@ -317,7 +318,7 @@ func TestExitCodes(t *testing.T) {
 		{"help", []string{"--help"}, 0, ""},
 		{"server error", []string{"--addr", addr, "acquire", "web", "--pid", "1"}, 1, "brokerctl: no free port in 10000-10009\n"},
 		{"multi-line server error", []string{"--addr", addr, "status"}, 1, "brokerctl: portbrokerd: Internal: disk full\n"},
-		{"no daemon", []string{"--addr", deadAddr(t), "leases"}, 1, "brokerctl: no portbrokerd at "},
+		{"no daemon", []string{"--addr", clienttest.DeadAddr(t), "leases"}, 1, "brokerctl: no portbrokerd at "},
 		{"unknown flag", []string{"leases", "--bogus"}, 2, "unknown flag: --bogus"},
 		{"unknown command", []string{"lease"}, 2, `unknown command "lease"`},
 		{"missing argument", []string{"acquire"}, 2, "accepts 1 arg(s), received 0"},
@@ -361,7 +362,7 @@ func TestAddrFromEnv(t *testing.T) {
 		t.Errorf("with PORTBROKER_ADDR: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	// The flag wins over the environment.
-	if r := brokerctl(t, "--addr", deadAddr(t), "leases"); r.code != 1 {
+	if r := brokerctl(t, "--addr", clienttest.DeadAddr(t), "leases"); r.code != 1 {
 		t.Errorf("--addr over PORTBROKER_ADDR: exit %d, want 1 (nothing there)", r.code)
 	}
 }
@@ -384,7 +385,7 @@ func statusResponse() *brokerpb.GetStatusResponse {
 }
 
 func TestStatus(t *testing.T) {
-	addr := serve(t, &fakeBroker{status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
 		return statusResponse(), nil
 	}})
 	r := brokerctl(t, "--addr", addr, "status")
@@ -418,7 +419,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	addr := serve(t, &fakeBroker{status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Status: func(*brokerpb.GetStatusRequest) (*brokerpb.GetStatusResponse, error) {
 		return statusResponse(), nil
 	}})
 	r := brokerctl(t, "--addr", addr, "version")
@@ -427,7 +428,7 @@ func TestVersion(t *testing.T) {
 		t.Errorf("exit %d, stdout %q; want 0 and %q", r.code, r.stdout, want)
 	}
 
-	r = brokerctl(t, "--addr", deadAddr(t), "version")
+	r = brokerctl(t, "--addr", clienttest.DeadAddr(t), "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "brokerctl:   "+versionString()+"\n") || !strings.Contains(r.stdout, "portbrokerd: unreachable: ") {
 		t.Errorf("without a daemon: exit %d, stdout %q; want 0, the client version and the daemon unreachable", r.code, r.stdout)
 	}
@@ -457,7 +458,7 @@ func TestShortDuration(t *testing.T) {
 
 func TestLeasesWatchInterrupted(t *testing.T) {
 	watching := make(chan struct{})
-	addr := serve(t, &fakeBroker{watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		close(watching)
 		<-s.Context().Done()
 		return s.Context().Err()

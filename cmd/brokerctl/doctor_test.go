@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/portbroker/portbroker/client/clienttest"
 	"strings"
 	"testing"
 
@@ -75,11 +76,11 @@ func TestDoctorFixRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serve(t, &fakeBroker{
-				inspect: func(*brokerpb.InspectPortRequest) (*brokerpb.InspectPortResponse, error) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{
+				Inspect: func(*brokerpb.InspectPortRequest) (*brokerpb.InspectPortResponse, error) {
 					return &brokerpb.InspectPortResponse{Port: 8000, Bind: brokerpb.BindResult_BIND_RESULT_IN_USE, Holders: []*brokerpb.Process{tt.holder}}, nil
 				},
-				reclaim: func(*brokerpb.ReclaimPortRequest) (*brokerpb.ReclaimPortResponse, error) {
+				Reclaim: func(*brokerpb.ReclaimPortRequest) (*brokerpb.ReclaimPortResponse, error) {
 					t.Error("ReclaimPort called for a holder --fix must leave alone")
 					return &brokerpb.ReclaimPortResponse{}, nil
 				},
