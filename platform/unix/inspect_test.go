@@ -110,37 +110,6 @@ func TestInspectSelf(t *testing.T) {
 	}
 }
 
-func TestInspectGone(t *testing.T) {
-	h := New()
-	tests := []struct {
-		name string
-		pid  func(t *testing.T) int
-	}{
-		{"zero", func(*testing.T) int { return 0 }},
-		{"negative", func(*testing.T) int { return -1 }},
-		{"never used", func(*testing.T) int { return 1<<31 - 1 }},
-		{"killed and reaped", func(t *testing.T) int {
-			c := runChild(t)
-			c.killAndReap(t)
-			return c.pid()
-		}},
-		{"zombie", func(t *testing.T) int {
-			c := runChild(t)
-			c.kill(t)
-			waitZombie(t, c.pid())
-			return c.pid()
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pid := tt.pid(t)
-			if info, err := h.Inspect(pid); !errors.Is(err, broker.ErrNoProcess) {
-				t.Errorf("Inspect(%d) = %+v, %v; want ErrNoProcess", pid, info, err)
-			}
-		})
-	}
-}
-
 func TestProtectedName(t *testing.T) {
 	tests := []struct {
 		name string

@@ -84,6 +84,8 @@ func TestLookupChild(t *testing.T) {
 	}
 }
 
+// TestLookupGone checks Lookup and Inspect alike on processes that are
+// not there or no longer run.
 func TestLookupGone(t *testing.T) {
 	h := New()
 	tests := []struct {
@@ -109,9 +111,11 @@ func TestLookupGone(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pid := tt.pid(t)
-			p, err := h.Lookup(pid)
-			if !errors.Is(err, broker.ErrNoProcess) {
+			if p, err := h.Lookup(pid); !errors.Is(err, broker.ErrNoProcess) {
 				t.Errorf("Lookup(%d) = %v, %v; want ErrNoProcess", pid, p, err)
+			}
+			if info, err := h.Inspect(pid); !errors.Is(err, broker.ErrNoProcess) {
+				t.Errorf("Inspect(%d) = %+v, %v; want ErrNoProcess", pid, info, err)
 			}
 		})
 	}
