@@ -1,0 +1,298 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// maxProbes bounds the candidates one request tries, so a host where most
+// of the pool fails to bind answers quickly instead of probing every port.
+const maxProbes = 64
+
+// AcquireRequest asks for a lease.
+type AcquireRequest struct {
+	Caller    Caller
+	Name      string
+	Namespace string
+	// Port is the preferred port; 0 means any.
+	Port        int
+	Protocol    Protocol
+	OwnerPID    int
+	LauncherPID int
+	TTL         time.Duration
+	Strict      bool
+	Reclaim     bool
+}
+
+// AcquireResult is a granted lease.
+type AcquireResult struct {
+	Lease Lease
+	// Existing is true when the same owner already held this name.
+	Existing bool
+	// FallbackReason says why the preferred port was not granted.
+	FallbackReason string
+}
+
+type acquireArgs struct {
+	key      NameKey
+	proto    Protocol
+	owner    Process
+	launcher Process
+}
+
+// Acquire leases a port. See AcquireLease in the API for the rules.
+func (b *Broker) Acquire(ctx context.Context, req AcquireRequest) (AcquireResult, error) {
+	a, err := b.checkAcquire(req)
+	if err != nil {
+		return AcquireResult{}, err
+	}
+	if req.Reclaim {
+		if err := b.reclaimForAcquire(ctx, req.Caller, a, req.Port); err != nil {
+			return AcquireResult{}, err
+		}
+	}
+	// A second pass follows only after a stale lease of the same name was
+	// reclaimed, so two are enough.
+	for range 2 {
+		res, stale, err := b.acquireLocked(req, a)
+		if stale == nil {
+			if err != nil || res.Existing {
+				return res, err
+			}
+			return b.commitAcquire(ctx, res)
+		}
+		if _, err := b.end(ctx, stale.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
+			return AcquireResult{}, err
+		}
+	}
+	return AcquireResult{}, fmt.Errorf("name %s: %w", a.key, ErrConflict)
+}
+
+func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
+	var a acquireArgs
+	if err := checkName("name", req.Name); err != nil {
+		return a, err
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	if err := checkName("namespace", ns); err != nil {
+		return a, err
+	}
+	a.key = NameKey{Namespace: ns, Name: req.Name}
+	if err := checkPort("port", req.Port, true); err != nil {
+		return a, err
+	}
+	proto, err := checkProtocol(req.Protocol)
+	if err != nil {
+		return a, err
+	}
+	a.proto = proto
+	if err := checkTTL("ttl", req.TTL); err != nil {
+		return a, err
+	}
+	if err := checkPID("owner_pid", req.OwnerPID); err != nil {
+		return a, err
+	}
+	if err := checkPID("launcher_pid", req.LauncherPID); err != nil {
+		return a, err
+	}
+	ownerPID := req.OwnerPID
+	if ownerPID == 0 {
+		if req.Caller.PID == 0 {
+			return a, fieldErr("owner_pid", "required when the caller's PID is unknown (TCP transport)")
+		}
+		ownerPID = req.Caller.PID
+	}
+	if a.owner, err = b.lookup("owner_pid", ownerPID); err != nil {
+		return a, err
+	}
+	if c := req.Caller; c.User != "" && !c.Admin && a.owner.User != c.User {
+		b.log.Warn("acquire refused: owner belongs to another user", "owner_pid", ownerPID, "owner_user", a.owner.User, "caller_pid", c.PID, "caller_user", c.User)
+		return a, fmt.Errorf("owner_pid: pid %d belongs to user %s, not %s: %w", ownerPID, a.owner.User, c.User, ErrPermission)
+	}
+	if req.LauncherPID != 0 {
+		if req.LauncherPID == ownerPID {
+			return a, fieldErr("launcher_pid", "must differ from the owner's PID %d", ownerPID)
+		}
+		if a.launcher, err = b.lookup("launcher_pid", req.LauncherPID); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+func (b *Broker) lookup(field string, pid int) (Process, error) {
+	p, err := b.procs.Lookup(pid)
+	if errors.Is(err, ErrNoProcess) {
+		return Process{}, fieldErr(field, "no process with PID %d", pid)
+	}
+	if err != nil {
+		return Process{}, fmt.Errorf("%s: look up PID %d: %w", field, pid, err)
+	}
+	return p, nil
+}
+
+// acquireLocked picks a port and records a pending lease. It returns a stale
+// lease instead when the name is held by an owner that has died, for the
+// caller to reclaim before trying again.
+func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult, *entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return AcquireResult{}, nil, ErrClosed
+	}
+	if e := b.byName[a.key]; e != nil {
+		if e.state != stateLive {
+			return AcquireResult{}, nil, fmt.Errorf("name %s: %w; retry", a.key, ErrConflict)
+		}
+		if e.Owner.Same(a.owner) {
+			return AcquireResult{Lease: e.Lease, Existing: true}, nil, nil
+		}
+		if !b.alive(e.Owner) {
+			return AcquireResult{}, e, nil
+		}
+		return AcquireResult{}, nil, fmt.Errorf("name %s is leased to %s on port %d: %w", a.key, e.Owner, e.Port, ErrNameTaken)
+	}
+
+	if len(b.byID) >= b.cfg.Limits.Leases {
+		return AcquireResult{}, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrExhausted)
+	}
+	if n := b.perUser[a.owner.User]; n >= b.cfg.Limits.LeasesPerUser {
+		return AcquireResult{}, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrExhausted)
+	}
+	now := time.Now()
+	var res AcquireResult
+	port, explicit := b.preferredPort(a.key, req.Port)
+	if port != 0 {
+		if err := b.usable(port, a.proto); err != nil {
+			var held *PortHeldError
+			if req.Strict && explicit {
+				return AcquireResult{}, nil, err
+			}
+			if errors.As(err, &held) {
+				res.FallbackReason = held.Error()
+			} else {
+				res.FallbackReason = err.Error()
+			}
+			if b.pool.inPool(port) {
+				b.pool.rest(port, now)
+			}
+			port = 0
+		}
+	}
+	if port == 0 {
+		var err error
+		if port, err = b.pick(a.proto, now); err != nil {
+			return AcquireResult{}, nil, err
+		}
+	}
+
+	l := Lease{
+		ID:        newID(),
+		Name:      a.key.Name,
+		Namespace: a.key.Namespace,
+		Port:      port,
+		Protocol:  a.proto,
+		Owner:     a.owner,
+		Launcher:  a.launcher,
+		CreatedAt: now,
+		TTL:       req.TTL,
+	}
+	if l.TTL > 0 {
+		l.ExpiresAt = now.Add(l.TTL)
+	}
+	b.insert(&entry{Lease: l, state: statePending})
+	res.Lease = l
+	return res, nil, nil
+}
+
+// preferredPort is the port a name should get: the one asked for, else its
+// configured service port, else its last port. explicit is true for the
+// first two, which strict holds to.
+func (b *Broker) preferredPort(key NameKey, asked int) (port uint16, explicit bool) {
+	if asked != 0 {
+		return uint16(asked), true
+	}
+	if key.Namespace == DefaultNamespace {
+		if s, ok := b.cfg.Services[key.Name]; ok && s.Port != 0 {
+			return s.Port, true
+		}
+	}
+	return b.lastPorts[key], false
+}
+
+// usable checks a preferred port: not leased, and it binds now.
+func (b *Broker) usable(port uint16, proto Protocol) error {
+	if e := b.byPort[port]; e != nil {
+		l := e.Lease
+		return &PortHeldError{Port: port, Holder: l.Owner, Lease: &l}
+	}
+	if err := b.prober.Probe(port, proto); err != nil {
+		held := &PortHeldError{Port: port, Detail: err.Error()}
+		var be *BindError
+		if errors.As(err, &be) && be.Detail != "" {
+			held.Detail = be.Detail
+		}
+		return held
+	}
+	return nil
+}
+
+// pick takes the next pool port that binds now.
+func (b *Broker) pick(proto Protocol, now time.Time) (uint16, error) {
+	b.pool.sweep(now)
+	for range maxProbes {
+		port, ok := b.pool.candidate()
+		if !ok {
+			break
+		}
+		if err := b.prober.Probe(port, proto); err != nil {
+			b.pool.rest(port, now)
+			continue
+		}
+		return port, nil
+	}
+	if b.pool.free == 0 {
+		return 0, fmt.Errorf("all %d ports of pool %s are leased or failed to bind: %w", b.pool.size, b.pool.rng, ErrExhausted)
+	}
+	return 0, fmt.Errorf("%d ports of pool %s in a row failed to bind: %w", maxProbes, b.pool.rng, ErrExhausted)
+}
+
+// commitAcquire makes a pending lease durable, then live.
+func (b *Broker) commitAcquire(ctx context.Context, res AcquireResult) (AcquireResult, error) {
+	l := res.Lease
+	if err := b.store.Put(ctx, l); err != nil {
+		b.mu.Lock()
+		if e := b.byID[l.ID]; e != nil {
+			b.remove(e)
+		}
+		b.mu.Unlock()
+		return AcquireResult{}, fmt.Errorf("store lease %s: %w", l.ID, err)
+	}
+	b.mu.Lock()
+	e := b.byID[l.ID]
+	e.state = stateLive
+	b.lastPorts[l.Key()] = l.Port
+	if l.TTL > 0 {
+		b.expiries.push(l.ExpiresAt, l.ID)
+		b.wake()
+	}
+	procs := b.indexProcs(e)
+	b.publish(Event{Type: EventAcquired, Lease: l, Time: time.Now()})
+	b.mu.Unlock()
+	b.watch(procs)
+	b.log.Info("lease acquired", leaseAttrs(l, "fallback", res.FallbackReason)...)
+	return res, nil
+}
+
+func newID() string {
+	var buf [8]byte
+	_, _ = rand.Read(buf[:]) // crypto/rand.Read never fails.
+	return hex.EncodeToString(buf[:])
+}

@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// alive reports whether p still runs: the same PID with the same start time.
+func (b *Broker) alive(p Process) bool {
+	live, err := b.procs.Lookup(p.PID)
+	return err == nil && live.Same(p)
+}
+
+// exitLoop reclaims the leases of owners that exit.
+func (b *Broker) exitLoop() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.done:
+			return
+		case p, ok := <-b.watcher.Exits():
+			if !ok {
+				return
+			}
+			b.processExited(p)
+		}
+	}
+}
+
+// processExited reclaims the leases p owned, and applies the orphan
+// policy to the leases p launched for owners that still run.
+func (b *Broker) processExited(p Process) {
+	b.mu.Lock()
+	k := keyOf(p)
+	var owned []string
+	var launched []Lease
+	for id, e := range b.byProc[k] {
+		switch {
+		case b.reaping[id]:
+		case keyOf(e.Owner) == k:
+			owned = append(owned, id)
+		case keyOf(e.Launcher) == k && e.state == stateLive:
+			launched = append(launched, e.Lease)
+		}
+	}
+	// The watcher reports each process once; forget it so that a later
+	// lease of a reused PID is watched afresh.
+	delete(b.watched, k)
+	b.mu.Unlock()
+	for _, id := range owned {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		_, err := b.end(ctx, id, EventReclaimed, ReasonOwnerExited, nil)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) {
+			b.log.Error("reclaim lease of exited owner", "lease", id, "pid", p.PID, "err", err)
+		}
+	}
+	for _, l := range launched {
+		b.orphaned(l)
+	}
+}
+
+// orphaned applies the orphan policy to a lease whose launcher exited
+// while its owner lives on. The stop runs on its own goroutine, owned by
+// the broker, so one orphan's grace period does not delay other exits.
+func (b *Broker) orphaned(l Lease) {
+	if b.cfg.Orphans == OrphanKeep {
+		b.log.Info("launcher exited; keeping its service (reclaim.orphans: keep)", leaseAttrs(l)...)
+		return
+	}
+	b.mu.Lock()
+	if b.reaping[l.ID] {
+		b.mu.Unlock()
+		return
+	}
+	b.reaping[l.ID] = true
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer b.unreap(l.ID)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-b.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		b.stopOrphan(ctx, l)
+	}()
+}
+
+func (b *Broker) unreap(id string) {
+	b.mu.Lock()
+	delete(b.reaping, id)
+	b.mu.Unlock()
+}
+
+func (b *Broker) stopOrphan(ctx context.Context, l Lease) {
+	why := fmt.Sprintf("orphan rule: launcher pid %d of %s exited", l.Launcher.PID, l.Key())
+	owner, err := b.liveInfo(l.Owner)
+	if errors.Is(err, ErrNoProcess) {
+		if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
+			b.log.Error("reclaim lease of exited owner", "lease", l.ID, "err", err)
+		}
+		return
+	}
+	if err != nil {
+		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
+		return
+	}
+	plan, err := b.planStop(b.daemonCaller(), []ProcessInfo{owner}, why)
+	if err != nil {
+		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
+		return
+	}
+	b.run(ctx, plan, b.cfg.Grace, false)
+	if free, detail := b.waitFree(ctx, l.Port, l.Protocol); !free {
+		b.log.Warn("port still does not bind after stopping the orphan", "port", l.Port, "detail", detail)
+	}
+	if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonLauncherExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		b.log.Error("reclaim lease of orphan", "lease", l.ID, "err", err)
+	}
+}
+
+// liveInfo returns the facts of p if it is still the same process.
+func (b *Broker) liveInfo(p Process) (ProcessInfo, error) {
+	if b.inspect == nil {
+		return ProcessInfo{}, fmt.Errorf("inspect pid %d: %w", p.PID, ErrUnsupported)
+	}
+	info, err := b.inspect.Inspect(p.PID)
+	if err != nil {
+		return ProcessInfo{}, err
+	}
+	if !info.Process.Same(p) {
+		return ProcessInfo{}, fmt.Errorf("pid %d: %w (reused by another process)", p.PID, ErrNoProcess)
+	}
+	return info, nil
+}
