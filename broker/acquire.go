@@ -161,10 +161,10 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 	}
 
 	if len(b.byID) >= b.cfg.Limits.Leases {
-		return AcquireResult{}, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrExhausted)
+		return AcquireResult{}, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrLeaseLimit)
 	}
 	if n := b.perUser[a.owner.User]; n >= b.cfg.Limits.LeasesPerUser {
-		return AcquireResult{}, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrExhausted)
+		return AcquireResult{}, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrUserLimit)
 	}
 	now := time.Now()
 	var res AcquireResult
@@ -259,9 +259,9 @@ func (b *Broker) pick(proto Protocol, now time.Time) (uint16, error) {
 		return port, nil
 	}
 	if b.pool.free == 0 {
-		return 0, fmt.Errorf("all %d ports of pool %s are leased or failed to bind: %w", b.pool.size, b.pool.rng, ErrExhausted)
+		return 0, fmt.Errorf("all %d ports of pool %s are leased or failed to bind: %w", b.pool.size, b.pool.rng, ErrPoolExhausted)
 	}
-	return 0, fmt.Errorf("%d ports of pool %s in a row failed to bind: %w", maxProbes, b.pool.rng, ErrExhausted)
+	return 0, fmt.Errorf("%d ports of pool %s in a row failed to bind: %w", maxProbes, b.pool.rng, ErrPoolExhausted)
 }
 
 // commitAcquire makes a pending lease durable, then live.

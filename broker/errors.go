@@ -8,9 +8,10 @@ import (
 // Error kinds. Every error the broker returns matches one of these with
 // errors.Is, so transports map them to status codes in one place.
 var (
-	ErrInvalid     = errors.New("invalid argument")
-	ErrNotFound    = errors.New("not found")
-	ErrExhausted   = errors.New("port pool exhausted")
+	ErrInvalid  = errors.New("invalid argument")
+	ErrNotFound = errors.New("not found")
+	// ErrExhausted is the kind every limit below matches.
+	ErrExhausted   = errors.New("resource exhausted")
 	ErrPortHeld    = errors.New("port held")
 	ErrNameTaken   = errors.New("name taken")
 	ErrPermission  = errors.New("permission denied")
@@ -20,6 +21,20 @@ var (
 	// ErrNoProcess is returned by ProcessTable.Lookup for a PID with no process.
 	ErrNoProcess = errors.New("no such process")
 )
+
+// The causes of ErrExhausted, each matching it with errors.Is, so that
+// clients can tell an empty pool from a limit.
+var (
+	ErrPoolExhausted = exhaustedError("port pool exhausted")
+	ErrLeaseLimit    = exhaustedError("daemon lease limit reached")
+	ErrUserLimit     = exhaustedError("per-user lease limit reached")
+	ErrWatcherLimit  = exhaustedError("watcher limit reached")
+)
+
+type exhaustedError string
+
+func (e exhaustedError) Error() string        { return string(e) }
+func (e exhaustedError) Is(target error) bool { return target == ErrExhausted }
 
 // FieldError is bad input in one request field.
 type FieldError struct {

@@ -59,7 +59,7 @@ func (b *Broker) Watch(namespace string, includeExisting bool) (*Subscription, e
 		return nil, ErrClosed
 	}
 	if len(b.subs) >= b.cfg.Limits.Watchers {
-		return nil, fmt.Errorf("%d watchers already, the limit (limits.watchers): %w", len(b.subs), ErrExhausted)
+		return nil, fmt.Errorf("%d watchers already, the limit (limits.watchers): %w", len(b.subs), ErrWatcherLimit)
 	}
 	size := subBuffer
 	if includeExisting {
