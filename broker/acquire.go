@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -55,21 +56,29 @@ func (b *Broker) Acquire(ctx context.Context, req AcquireRequest) (AcquireResult
 			return AcquireResult{}, err
 		}
 	}
-	// A second pass follows only after a stale lease of the same name was
-	// reclaimed, so two are enough.
-	for range 2 {
-		res, stale, err := b.acquireLocked(req, a)
-		if stale == nil {
-			if err != nil || res.Existing {
-				return res, err
+	for {
+		res, wait, stale, err := b.acquireLocked(req, a)
+		switch {
+		case wait != nil:
+			// Another change on this name is under way: wait for it, then
+			// look again.
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return AcquireResult{}, fmt.Errorf("name %s: waiting for a change under way: %w", a.key, ctx.Err())
+			case <-b.done:
+				return AcquireResult{}, ErrClosed
 			}
+		case stale != nil:
+			if _, err := b.end(ctx, stale.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
+				return AcquireResult{}, err
+			}
+		case err != nil || res.Existing:
+			return res, err
+		default:
 			return b.commitAcquire(ctx, res)
 		}
-		if _, err := b.end(ctx, stale.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
-			return AcquireResult{}, err
-		}
 	}
-	return AcquireResult{}, fmt.Errorf("name %s: %w", a.key, ErrConflict)
 }
 
 func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
@@ -93,6 +102,9 @@ func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
 		return a, err
 	}
 	a.proto = proto
+	if s, ok := b.cfg.Services[a.key.Name]; ok && req.Protocol == 0 && s.Protocol != 0 && ns == DefaultNamespace {
+		a.proto = s.Protocol
+	}
 	if err := checkTTL("ttl", req.TTL); err != nil {
 		return a, err
 	}
@@ -138,33 +150,37 @@ func (b *Broker) lookup(field string, pid int) (Process, error) {
 	return p, nil
 }
 
-// acquireLocked picks a port and records a pending lease. It returns a stale
-// lease instead when the name is held by an owner that has died, for the
-// caller to reclaim before trying again.
-func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult, *entry, error) {
+// acquireLocked picks a port and records a pending lease. Instead it
+// returns a channel to wait on when the name's lease is busy, or a stale
+// lease when the name is held by an owner that has died, for the caller to
+// reclaim before trying again.
+func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult, <-chan struct{}, *entry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return AcquireResult{}, nil, ErrClosed
+		return AcquireResult{}, nil, nil, ErrClosed
 	}
 	if e := b.byName[a.key]; e != nil {
-		if e.state != stateLive {
-			return AcquireResult{}, nil, fmt.Errorf("name %s: %w; retry", a.key, ErrConflict)
+		if e.busy() {
+			return AcquireResult{}, e.idle, nil, nil
 		}
 		if e.Owner.Same(a.owner) {
-			return AcquireResult{Lease: e.Lease, Existing: true}, nil, nil
+			if err := sameOptions(e.Lease, req, a); err != nil {
+				return AcquireResult{}, nil, nil, err
+			}
+			return AcquireResult{Lease: e.Lease, Existing: true}, nil, nil, nil
 		}
-		if !b.alive(e.Owner) {
-			return AcquireResult{}, e, nil
+		if e.ownerGone || !b.alive(e.Owner) {
+			return AcquireResult{}, nil, e, nil
 		}
-		return AcquireResult{}, nil, fmt.Errorf("name %s is leased to %s on port %d: %w", a.key, e.Owner, e.Port, ErrNameTaken)
+		return AcquireResult{}, nil, nil, fmt.Errorf("name %s is leased to %s on port %d: %w", a.key, e.Owner, e.Port, ErrNameTaken)
 	}
 
 	if len(b.byID) >= b.cfg.Limits.Leases {
-		return AcquireResult{}, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrLeaseLimit)
+		return AcquireResult{}, nil, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrLeaseLimit)
 	}
 	if n := b.perUser[a.owner.User]; n >= b.cfg.Limits.LeasesPerUser {
-		return AcquireResult{}, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrUserLimit)
+		return AcquireResult{}, nil, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrUserLimit)
 	}
 	now := time.Now()
 	var res AcquireResult
@@ -173,7 +189,7 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 		if err := b.usable(port, a.proto); err != nil {
 			var held *PortHeldError
 			if req.Strict && explicit {
-				return AcquireResult{}, nil, err
+				return AcquireResult{}, nil, nil, err
 			}
 			if errors.As(err, &held) {
 				res.FallbackReason = held.Error()
@@ -184,12 +200,18 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 				b.pool.rest(port, now)
 			}
 			port = 0
+			// Sticky fallback: the name's last port, if it binds, before a
+			// fresh pool port, so a busy preferred port does not move the
+			// service to a new port on every run.
+			if last := b.lastPorts[a.key]; last != 0 && explicit && b.usable(last, a.proto) == nil {
+				port = last
+			}
 		}
 	}
 	if port == 0 {
 		var err error
 		if port, err = b.pick(a.proto, now); err != nil {
-			return AcquireResult{}, nil, err
+			return AcquireResult{}, nil, nil, err
 		}
 	}
 
@@ -207,9 +229,35 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 	if l.TTL > 0 {
 		l.ExpiresAt = now.Add(l.TTL)
 	}
-	b.insert(&entry{Lease: l, state: statePending})
+	e := newEntry(l, statePending)
+	b.insert(e)
+	if err := b.watchProcsLocked(e); err != nil {
+		b.removeLocked(e)
+		return AcquireResult{}, nil, nil, err
+	}
 	res.Lease = l
-	return res, nil, nil
+	return res, nil, nil, nil
+}
+
+// sameOptions checks that a re-acquire by a name's owner asks for what its
+// lease has, so that a caller never silently gets a lease other than the
+// one it asked for.
+func sameOptions(l Lease, req AcquireRequest, a acquireArgs) error {
+	var diffs []string
+	if a.proto != l.Protocol {
+		diffs = append(diffs, fmt.Sprintf("protocol %s, asked %s", l.Protocol, a.proto))
+	}
+	if req.Strict && req.Port != 0 && uint16(req.Port) != l.Port {
+		diffs = append(diffs, fmt.Sprintf("port %d, asked strictly for %d", l.Port, req.Port))
+	}
+	if req.TTL != l.TTL {
+		diffs = append(diffs, fmt.Sprintf("ttl %s, asked %s", l.TTL, req.TTL))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("name %s is already leased to this owner (lease %s) with %s: %w",
+		l.Key(), l.ID, strings.Join(diffs, "; "), ErrMismatch)
 }
 
 // preferredPort is the port a name should get: the one asked for, else its
@@ -267,26 +315,19 @@ func (b *Broker) pick(proto Protocol, now time.Time) (uint16, error) {
 // commitAcquire makes a pending lease durable, then live.
 func (b *Broker) commitAcquire(ctx context.Context, res AcquireResult) (AcquireResult, error) {
 	l := res.Lease
-	if err := b.store.Put(ctx, l); err != nil {
-		b.mu.Lock()
-		if e := b.byID[l.ID]; e != nil {
-			b.remove(e)
-		}
+	err := b.store.Put(ctx, l)
+	b.mu.Lock()
+	e := b.byID[l.ID]
+	if err != nil {
+		b.removeLocked(e)
 		b.mu.Unlock()
 		return AcquireResult{}, fmt.Errorf("store lease %s: %w", l.ID, err)
 	}
-	b.mu.Lock()
-	e := b.byID[l.ID]
-	e.state = stateLive
-	b.lastPorts[l.Key()] = l.Port
-	if l.TTL > 0 {
-		b.expiries.push(l.ExpiresAt, l.ID)
-		b.wake()
-	}
-	procs := b.indexProcs(e)
+	b.rememberLocked(l.Key(), l.Port, Process{})
 	b.publish(Event{Type: EventAcquired, Lease: l, Time: time.Now()})
+	// Settling acts on exits of the owner or launcher seen while pending.
+	b.settleLocked(e, false)
 	b.mu.Unlock()
-	b.watch(procs)
 	b.log.Info("lease acquired", leaseAttrs(l, "fallback", res.FallbackReason)...)
 	return res, nil
 }

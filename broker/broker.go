@@ -23,7 +23,9 @@ type Config struct {
 	// Orphans says what to do with a live owner whose launcher exited.
 	Orphans OrphanPolicy
 	// Grace is how long a stopped process has between the graceful and the
-	// forced step; zero means DefaultGrace.
+	// forced step; zero (unset) means DefaultGrace, negative is refused.
+	// The configuration file refuses an explicit 0: a stop never skips its
+	// grace, and force-at-once is a per-request choice (reclaim --force).
 	Grace time.Duration
 	// Kill holds the kill-safety rules' facts about the daemon.
 	Kill KillPolicy
@@ -101,10 +103,12 @@ type Broker struct {
 	// that acquire with reclaim can tell that name's leftover process from
 	// an unrelated one.
 	prevOwners map[NameKey]Process
-	pool       *pool
-	expiries   expiryHeap
-	subs       map[*Subscription]struct{}
-	closed     bool
+	// names bounds lastPorts and prevOwners to NameMemory names.
+	names  *nameOrder
+	pool   *pool
+	due    dueQueue
+	subs   map[*Subscription]struct{}
+	closed bool
 
 	poke chan struct{}
 	done chan struct{}
@@ -125,7 +129,10 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Grace <= 0 {
+	if cfg.Grace < 0 {
+		return nil, fieldErr("reclaim.grace", "must not be negative, got %s", cfg.Grace)
+	}
+	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
 	if cfg.Limits.Leases <= 0 {
@@ -156,6 +163,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 		watched:    make(map[procKey]Process),
 		lastPorts:  make(map[NameKey]uint16),
 		prevOwners: make(map[NameKey]Process),
+		names:      newNameOrder(NameMemory),
 		pool:       p,
 		subs:       make(map[*Subscription]struct{}),
 		poke:       make(chan struct{}, 1),
@@ -165,7 +173,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Broker, error) {
 		return nil, err
 	}
 	b.wg.Add(1)
-	go b.expireLoop()
+	go b.dueLoop()
 	if b.watcher != nil {
 		b.wg.Add(1)
 		go b.exitLoop()

@@ -18,6 +18,10 @@ var (
 	ErrConflict    = errors.New("lease is being changed")
 	ErrUnsupported = errors.New("not supported on this platform")
 	ErrClosed      = errors.New("broker closed")
+	// ErrMismatch: the caller already holds this name with other options
+	// (protocol, strict port or TTL); transports map it to
+	// FailedPrecondition.
+	ErrMismatch = errors.New("lease exists with other options")
 	// ErrNoProcess is returned by ProcessTable.Lookup for a PID with no process.
 	ErrNoProcess = errors.New("no such process")
 )

@@ -28,54 +28,46 @@ func (b *Broker) exitLoop() {
 	}
 }
 
-// processExited reclaims the leases p owned, and applies the orphan
-// policy to the leases p launched for owners that still run.
+// processExited records p's exit on every lease it owns or launched. A
+// lease p owned is reclaimed by the due loop as soon as no change is under
+// way on it; a lease p launched gets the orphan rule once it is idle. An
+// exit is thus never dropped because it arrived during a change.
 func (b *Broker) processExited(p Process) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	k := keyOf(p)
-	var owned []string
-	var launched []Lease
-	for id, e := range b.byProc[k] {
-		switch {
-		case b.reaping[id]:
-		case keyOf(e.Owner) == k:
-			owned = append(owned, id)
-		case keyOf(e.Launcher) == k && e.state == stateLive:
-			launched = append(launched, e.Lease)
-		}
-	}
 	// The watcher reports each process once; forget it so that a later
 	// lease of a reused PID is watched afresh.
 	delete(b.watched, k)
-	b.mu.Unlock()
-	for _, id := range owned {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		_, err := b.end(ctx, id, EventReclaimed, ReasonOwnerExited, nil)
-		cancel()
-		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) {
-			b.log.Error("reclaim lease of exited owner", "lease", id, "pid", p.PID, "err", err)
+	for _, e := range b.byProc[k] {
+		if keyOf(e.Owner) == k && !e.ownerGone {
+			e.ownerGone = true
+			if !e.busy() {
+				b.rearmLocked(e, false)
+			}
 		}
-	}
-	for _, l := range launched {
-		b.orphaned(l)
+		if !e.Launcher.IsZero() && keyOf(e.Launcher) == k {
+			e.launcherGone = true
+			if !e.busy() && !e.orphanDone {
+				e.orphanDone = true
+				b.orphanedLocked(e.Lease)
+			}
+		}
 	}
 }
 
-// orphaned applies the orphan policy to a lease whose launcher exited
-// while its owner lives on. The stop runs on its own goroutine, owned by
-// the broker, so one orphan's grace period does not delay other exits.
-func (b *Broker) orphaned(l Lease) {
+// orphanedLocked applies the orphan policy to a lease whose launcher
+// exited. The stop runs on its own goroutine, owned by the broker, so one
+// orphan's grace period does not delay other exits. The caller holds b.mu.
+func (b *Broker) orphanedLocked(l Lease) {
 	if b.cfg.Orphans == OrphanKeep {
 		b.log.Info("launcher exited; keeping its service (reclaim.orphans: keep)", leaseAttrs(l)...)
 		return
 	}
-	b.mu.Lock()
-	if b.reaping[l.ID] {
-		b.mu.Unlock()
+	if b.closed || b.reaping[l.ID] {
 		return
 	}
 	b.reaping[l.ID] = true
-	b.mu.Unlock()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -93,10 +85,16 @@ func (b *Broker) orphaned(l Lease) {
 	}()
 }
 
+// unreap ends a stop of a lease's owner tree. If the lease outlived it (the
+// stop was refused or its store write failed), its due work is re-armed so
+// an owner exit seen meanwhile is still acted on.
 func (b *Broker) unreap(id string) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	delete(b.reaping, id)
-	b.mu.Unlock()
+	if e := b.byID[id]; e != nil && !e.busy() {
+		b.rearmLocked(e, false)
+	}
 }
 
 func (b *Broker) stopOrphan(ctx context.Context, l Lease) {

@@ -1,5 +1,10 @@
 package broker
 
+import (
+	"errors"
+	"fmt"
+)
+
 // insert adds e to the indexes and takes its port.
 func (b *Broker) insert(e *entry) {
 	b.byID[e.ID] = e
@@ -9,9 +14,9 @@ func (b *Broker) insert(e *entry) {
 	b.perUser[e.Owner.User]++
 }
 
-// remove drops e from the indexes and frees its port. It returns the
-// processes no lease needs watched any more.
-func (b *Broker) remove(e *entry) []Process {
+// removeLocked drops e from the indexes, the watch set and the due queue,
+// frees its port and wakes whoever waits on it. The caller holds b.mu.
+func (b *Broker) removeLocked(e *entry) {
 	delete(b.byID, e.ID)
 	delete(b.byName, e.Key())
 	if b.perUser[e.Owner.User]--; b.perUser[e.Owner.User] <= 0 {
@@ -21,67 +26,86 @@ func (b *Broker) remove(e *entry) []Process {
 		delete(b.byPort, e.Port)
 		b.pool.give(e.Port)
 	}
-	var unwatch []Process
 	for _, p := range []Process{e.Owner, e.Launcher} {
-		if p.IsZero() {
-			continue
-		}
-		k := keyOf(p)
-		if set := b.byProc[k]; set != nil {
-			delete(set, e.ID)
-			if len(set) == 0 {
-				delete(b.byProc, k)
-				if wp, ok := b.watched[k]; ok {
-					delete(b.watched, k)
-					unwatch = append(unwatch, wp)
-				}
-			}
-		}
+		b.unindexProcLocked(e, p)
 	}
-	return unwatch
+	b.due.drop(e)
+	e.drop()
 }
 
-// indexProcs records e under its owner and launcher and returns the
-// processes that need a new watch.
-func (b *Broker) indexProcs(e *entry) []Process {
-	var add []Process
-	for _, p := range []Process{e.Owner, e.Launcher} {
-		if p.IsZero() {
+// unindexProcLocked forgets that e needs p, and stops watching p when no
+// lease needs it any more. Doing this under b.mu, with the watch of the
+// same process in watchProcsLocked, keeps a release of a process's last
+// lease from racing an acquire that needs it watched again.
+func (b *Broker) unindexProcLocked(e *entry, p Process) {
+	if p.IsZero() {
+		return
+	}
+	k := keyOf(p)
+	set := b.byProc[k]
+	if set == nil {
+		return
+	}
+	delete(set, e.ID)
+	if len(set) > 0 {
+		return
+	}
+	delete(b.byProc, k)
+	if wp, ok := b.watched[k]; ok {
+		delete(b.watched, k)
+		b.watcher.Remove(wp)
+	}
+}
+
+// watchProcsLocked records e under its owner and launcher and has the exit
+// watcher watch each one not yet watched. A process the watcher refuses is
+// an error naming its field: a lease whose owner nobody watches could never
+// be reclaimed. The caller holds b.mu; on error e stays indexed for
+// removeLocked to undo.
+func (b *Broker) watchProcsLocked(e *entry) error {
+	for _, f := range []struct {
+		field string
+		p     Process
+	}{{"owner_pid", e.Owner}, {"launcher_pid", e.Launcher}} {
+		if f.p.IsZero() {
 			continue
 		}
-		k := keyOf(p)
+		k := keyOf(f.p)
 		set := b.byProc[k]
 		if set == nil {
 			set = make(map[string]*entry)
 			b.byProc[k] = set
 		}
 		set[e.ID] = e
-		if _, ok := b.watched[k]; !ok && b.watcher != nil {
-			b.watched[k] = p
-			add = append(add, p)
+		if b.watcher == nil {
+			continue
 		}
+		if _, ok := b.watched[k]; ok {
+			continue
+		}
+		if err := b.watcher.Add(f.p); err != nil {
+			if errors.Is(err, ErrInvalid) {
+				return fmt.Errorf("%s: %s cannot be watched for its exit: %w", f.field, f.p, err)
+			}
+			return fmt.Errorf("%s: cannot watch %s for its exit, so its lease could never be reclaimed: %w", f.field, f.p, err)
+		}
+		b.watched[k] = f.p
 	}
-	return add
+	return nil
 }
 
-// watch starts watching procs. A process the watcher cannot watch is
-// checked again at once, so an owner that died in between is still seen.
-func (b *Broker) watch(procs []Process) {
-	if b.watcher == nil {
-		return
+// rememberLocked keeps a name's last port and owner, for the sticky port
+// and for acquire with reclaim, within NameMemory names. The caller holds
+// b.mu.
+func (b *Broker) rememberLocked(key NameKey, port uint16, owner Process) {
+	if port != 0 {
+		b.lastPorts[key] = port
 	}
-	for _, p := range procs {
-		if err := b.watcher.Add(p); err != nil {
-			b.log.Warn("cannot watch process; its leases are reclaimed at the next restart or TTL", "pid", p.PID, "err", err)
-		}
+	if !owner.IsZero() {
+		b.prevOwners[key] = owner
 	}
-}
-
-func (b *Broker) unwatch(procs []Process) {
-	if b.watcher == nil {
-		return
-	}
-	for _, p := range procs {
-		b.watcher.Remove(p)
+	if old, evicted := b.names.touch(key); evicted {
+		delete(b.lastPorts, old)
+		delete(b.prevOwners, old)
 	}
 }

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -15,12 +14,12 @@ func (b *Broker) Release(ctx context.Context, caller Caller, id string) (Lease, 
 	return b.end(ctx, id, EventReleased, ReasonNone, func(e *entry) error { return b.mayChange(caller, e.Lease) })
 }
 
-// end removes a live lease durably and announces it.
+// end removes a live lease durably and announces it. It waits for a change
+// already under way on the lease, then applies check (when given) to the
+// lease as that change left it.
 func (b *Broker) end(ctx context.Context, id string, typ EventType, reason Reason, check func(*entry) error) (Lease, error) {
-	b.mu.Lock()
-	e, err := b.liveLocked(id)
+	e, err := b.lockIdle(ctx, id)
 	if err != nil {
-		b.mu.Unlock()
 		return Lease{}, err
 	}
 	if check != nil {
@@ -29,37 +28,68 @@ func (b *Broker) end(ctx context.Context, id string, typ EventType, reason Reaso
 			return Lease{}, err
 		}
 	}
-	e.state = stateBusy
+	e.begin()
 	b.mu.Unlock()
+	return b.finishEnd(ctx, e, typ, reason)
+}
 
-	if err := b.store.Delete(ctx, id); err != nil {
-		b.mu.Lock()
-		e.state = stateLive
-		b.mu.Unlock()
-		return Lease{}, fmt.Errorf("delete lease %s: %w", id, err)
-	}
+// finishEnd makes the end of a changing entry durable. On failure the lease
+// is live again and its due work re-armed, so nothing it owed is lost.
+func (b *Broker) finishEnd(ctx context.Context, e *entry, typ EventType, reason Reason) (Lease, error) {
+	err := b.store.Delete(ctx, e.ID)
 	b.mu.Lock()
-	unwatch := b.remove(e)
-	b.prevOwners[e.Key()] = e.Owner
+	if err != nil {
+		b.settleLocked(e, true)
+		b.mu.Unlock()
+		return Lease{}, fmt.Errorf("delete lease %s: %w", e.ID, err)
+	}
+	b.removeLocked(e)
+	b.rememberLocked(e.Key(), e.Port, e.Owner)
 	b.publish(Event{Type: typ, Lease: e.Lease, Reason: reason, Time: time.Now()})
 	b.mu.Unlock()
-	b.unwatch(unwatch)
 	b.log.Info("lease "+typ.String(), leaseAttrs(e.Lease, "reason", reason.String())...)
 	return e.Lease, nil
 }
 
-// liveLocked returns the live lease with this id; the caller holds b.mu.
-func (b *Broker) liveLocked(id string) (*entry, error) {
-	e := b.byID[id]
-	switch {
-	case b.closed:
-		return nil, ErrClosed
-	case e == nil || e.state == statePending:
-		return nil, fmt.Errorf("lease %s: %w", id, ErrNotFound)
-	case e.state != stateLive:
-		return nil, fmt.Errorf("lease %s: %w; retry", id, ErrConflict)
+// lockIdle waits until the lease with this id is live and idle, and returns
+// it with b.mu held. Changes to one lease so run one after another.
+func (b *Broker) lockIdle(ctx context.Context, id string) (*entry, error) {
+	for {
+		b.mu.Lock()
+		e := b.byID[id]
+		switch {
+		case b.closed:
+			b.mu.Unlock()
+			return nil, ErrClosed
+		case e == nil || e.state == statePending:
+			b.mu.Unlock()
+			return nil, fmt.Errorf("lease %s: %w", id, ErrNotFound)
+		case !e.busy():
+			return e, nil
+		}
+		idle := e.idle
+		b.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lease %s: waiting for a change under way: %w", id, ctx.Err())
+		case <-b.done:
+			return nil, ErrClosed
+		}
 	}
-	return e, nil
+}
+
+// settleLocked ends a change on e that leaves it live, then does what was
+// put off while it was busy: the due queue gets the lease back (a failed
+// write retries later rather than at once), and a launcher exit seen
+// meanwhile starts the orphan rule. The caller holds b.mu.
+func (b *Broker) settleLocked(e *entry, failed bool) {
+	e.settle()
+	b.rearmLocked(e, failed)
+	if e.launcherGone && !e.orphanDone {
+		e.orphanDone = true
+		b.orphanedLocked(e.Lease)
+	}
 }
 
 // Renew restarts a TTL lease's clock, with a new TTL when ttl > 0.
@@ -70,10 +100,8 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 	if err := checkTTL("ttl", ttl); err != nil {
 		return Lease{}, err
 	}
-	b.mu.Lock()
-	e, err := b.liveLocked(id)
+	e, err := b.lockIdle(ctx, id)
 	if err != nil {
-		b.mu.Unlock()
 		return Lease{}, err
 	}
 	if err := b.mayChange(caller, e.Lease); err != nil {
@@ -89,85 +117,21 @@ func (b *Broker) Renew(ctx context.Context, caller Caller, id string, ttl time.D
 		l.TTL = ttl
 	}
 	l.ExpiresAt = time.Now().Add(l.TTL)
-	e.state = stateBusy
+	e.begin()
 	b.mu.Unlock()
 
 	err = b.store.Put(ctx, l)
 	b.mu.Lock()
-	e.state = stateLive
 	if err != nil {
+		b.settleLocked(e, true)
 		b.mu.Unlock()
 		return Lease{}, fmt.Errorf("store lease %s: %w", id, err)
 	}
 	e.Lease = l
-	b.expiries.push(l.ExpiresAt, l.ID)
-	b.wake()
 	b.publish(Event{Type: EventRenewed, Lease: l, Time: time.Now()})
+	b.settleLocked(e, false)
 	b.mu.Unlock()
 	// Keepalives renew every few seconds; info would drown the other changes.
 	b.log.Debug("lease renewed", leaseAttrs(l, "expires_at", l.ExpiresAt.Format(time.RFC3339))...)
 	return l, nil
-}
-
-// expireLoop ends TTL leases when their time is up.
-func (b *Broker) expireLoop() {
-	defer b.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		b.mu.Lock()
-		now := time.Now()
-		var due []string
-		for {
-			at, id, ok := b.expiries.peek()
-			if !ok || at.After(now) {
-				break
-			}
-			b.expiries.pop()
-			if e := b.byID[id]; e != nil && e.state == stateLive && e.TTL > 0 && e.ExpiresAt.Equal(at) {
-				due = append(due, id)
-			}
-		}
-		next, _, hasNext := b.expiries.peek()
-		b.mu.Unlock()
-
-		for _, id := range due {
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			_, err := b.end(ctx, id, EventExpired, ReasonTTLExpired, func(e *entry) error {
-				if e.TTL == 0 || time.Now().Before(e.ExpiresAt) {
-					return errRenewed
-				}
-				return nil
-			})
-			cancel()
-			if err != nil && !errors.Is(err, errRenewed) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) {
-				b.log.Error("expire lease", "lease", id, "err", err)
-				// Try again shortly rather than keep an expired lease forever.
-				b.mu.Lock()
-				b.expiries.push(time.Now().Add(time.Second), id)
-				b.mu.Unlock()
-			}
-		}
-		wait := time.Hour
-		if hasNext {
-			wait = max(time.Until(next), 0)
-		}
-		timer.Reset(wait)
-		select {
-		case <-b.done:
-			return
-		case <-b.poke:
-		case <-timer.C:
-		}
-	}
-}
-
-var errRenewed = errors.New("renewed meanwhile")
-
-// wake tells expireLoop the earliest expiry may have changed.
-func (b *Broker) wake() {
-	select {
-	case b.poke <- struct{}{}:
-	default:
-	}
 }

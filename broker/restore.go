@@ -1,9 +1,10 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"maps"
+	"slices"
 	"time"
 )
 
@@ -13,7 +14,14 @@ func (b *Broker) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	maps.Copy(b.lastPorts, st.LastPorts)
+	for k, port := range st.LastPorts {
+		b.rememberLocked(k, port, Process{})
+	}
+	// On two leases for one port or one name, the older one stands: it was
+	// granted first, so the newer one should never have been.
+	slices.SortFunc(st.Leases, func(x, y Lease) int {
+		return cmp.Or(x.CreatedAt.Compare(y.CreatedAt), cmp.Compare(x.ID, y.ID))
+	})
 	now := time.Now()
 	var gone []Lease
 	var reasons []Reason
@@ -54,7 +62,7 @@ func (b *Broker) restore(ctx context.Context) error {
 			reasons = append(reasons, reason)
 			continue
 		}
-		b.insert(&entry{Lease: l, state: stateLive})
+		b.insert(newEntry(l, stateLive))
 	}
 	if len(gone) > 0 {
 		ids := make([]string, len(gone))
@@ -68,14 +76,15 @@ func (b *Broker) restore(ctx context.Context) error {
 			b.log.Info("lease reclaimed at start", leaseAttrs(l, "reason", reasons[i].String())...)
 		}
 	}
-	var procs []Process
 	for _, e := range b.byID {
-		if e.TTL > 0 {
-			b.expiries.push(e.ExpiresAt, e.ID)
+		if err := b.watchProcsLocked(e); err != nil {
+			// Refusing is not an option for a lease already granted: look
+			// its owner up on a timer instead.
+			b.log.Warn("cannot watch a restored lease's processes; polling its owner", leaseAttrs(e.Lease, "err", err.Error())...)
+			e.polled = true
 		}
-		procs = append(procs, b.indexProcs(e)...)
+		b.rearmLocked(e, false)
 	}
-	b.watch(procs)
 	return nil
 }
 
@@ -83,14 +92,11 @@ func (b *Broker) restore(ctx context.Context) error {
 // down and whose owner lives on.
 func (b *Broker) orphansAtStart() {
 	b.mu.Lock()
-	var orphans []Lease
+	defer b.mu.Unlock()
 	for _, e := range b.byID {
-		if !e.Launcher.IsZero() && !b.alive(e.Launcher) {
-			orphans = append(orphans, e.Lease)
+		if !e.Launcher.IsZero() && !e.orphanDone && !b.alive(e.Launcher) {
+			e.launcherGone, e.orphanDone = true, true
+			b.orphanedLocked(e.Lease)
 		}
-	}
-	b.mu.Unlock()
-	for _, l := range orphans {
-		b.orphaned(l)
 	}
 }
