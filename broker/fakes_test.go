@@ -63,14 +63,18 @@ func (s *memStore) snapshot() map[string]Lease {
 	return maps.Clone(s.leases)
 }
 
-// fakeProcs is a process table the test edits.
+// fakeProcs is a process table the test edits. Like a kernel, it tells
+// the watchers subscribed to it when a process ends (killed, or its PID
+// reused).
 type fakeProcs struct {
-	mu    sync.Mutex
-	procs map[int]Process
+	mu       sync.Mutex
+	procs    map[int]Process
+	watchers map[*fakeWatcher]bool
+	next     int // for SpawnForTest
 }
 
 func newFakeProcs(pids ...int) *fakeProcs {
-	f := &fakeProcs{procs: map[int]Process{}}
+	f := &fakeProcs{procs: map[int]Process{}, watchers: map[*fakeWatcher]bool{}}
 	for _, pid := range pids {
 		f.spawn(pid)
 	}
@@ -89,19 +93,38 @@ func (f *fakeProcs) spawn(pid int) Process {
 
 func (f *fakeProcs) kill(pid int) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	old, ok := f.procs[pid]
 	delete(f.procs, pid)
+	f.mu.Unlock()
+	if ok {
+		f.ended(old)
+	}
 }
 
 // reuse replaces pid with a new process that has another start time.
 func (f *fakeProcs) reuse(pid int) Process {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	p := f.procs[pid]
+	old, ok := f.procs[pid]
+	p := old
 	p.StartTime = p.StartTime.Add(time.Hour)
 	p.Name = "impostor"
 	f.procs[pid] = p
+	f.mu.Unlock()
+	if ok {
+		f.ended(old)
+	}
 	return p
+}
+
+// ended tells the subscribed watchers that p is gone. It runs without
+// f.mu, since a watcher's Add looks processes up under its own lock.
+func (f *fakeProcs) ended(p Process) {
+	f.mu.Lock()
+	ws := slices.Collect(maps.Keys(f.watchers))
+	f.mu.Unlock()
+	for _, w := range ws {
+		w.ended(p)
+	}
 }
 
 func (f *fakeProcs) Lookup(pid int) (Process, error) {
@@ -151,21 +174,58 @@ func (p *fakeProber) count(port uint16) int {
 	return p.probes[port]
 }
 
-// fakeWatcher lets the test report exits.
+// fakeWatcher is an exit watcher over a fakeProcs, as strict as the real
+// ones (it runs their contract, internal/exitwatchtest): a duplicate Add is
+// one watch, each exit is reported once and only for a watched process, a
+// process that has already exited is reported at Add, and delivery never
+// blocks the process table.
 type fakeWatcher struct {
+	procs *fakeProcs
+	out   chan Process
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+
 	mu      sync.Mutex
 	watched map[procKey]Process
-	exits   chan Process
+	queue   []Process
+	adds    int
 	closed  bool
 }
 
-func newFakeWatcher() *fakeWatcher {
-	return &fakeWatcher{watched: map[procKey]Process{}, exits: make(chan Process, 16)}
+func newFakeWatcher(procs *fakeProcs) *fakeWatcher {
+	w := &fakeWatcher{
+		procs:   procs,
+		out:     make(chan Process),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		watched: map[procKey]Process{},
+	}
+	procs.mu.Lock()
+	procs.watchers[w] = true
+	procs.mu.Unlock()
+	go w.deliver()
+	return w
 }
 
 func (w *fakeWatcher) Add(p Process) error {
+	if p.PID <= 0 {
+		return fieldErr("pid", "%d: must be positive", p.PID)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("fake watcher: %w", ErrClosed)
+	}
+	if _, ok := w.watched[keyOf(p)]; ok {
+		return nil
+	}
+	w.adds++
+	if cur, err := w.procs.Lookup(p.PID); err != nil || !cur.Same(p) {
+		w.pushLocked(p)
+		return nil
+	}
 	w.watched[keyOf(p)] = p
 	return nil
 }
@@ -176,15 +236,67 @@ func (w *fakeWatcher) Remove(p Process) {
 	delete(w.watched, keyOf(p))
 }
 
-func (w *fakeWatcher) Exits() <-chan Process { return w.exits }
+// ended reports p if it is watched, once.
+func (w *fakeWatcher) ended(p Process) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wp, ok := w.watched[keyOf(p)]; ok {
+		delete(w.watched, keyOf(p))
+		w.pushLocked(wp)
+	}
+}
+
+func (w *fakeWatcher) pushLocked(p Process) {
+	if w.closed {
+		return
+	}
+	w.queue = append(w.queue, p)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *fakeWatcher) deliver() {
+	defer close(w.done)
+	defer close(w.out)
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.mu.Unlock()
+			select {
+			case <-w.wake:
+				continue
+			case <-w.stop:
+				return
+			}
+		}
+		p := w.queue[0]
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+		select {
+		case w.out <- p:
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+func (w *fakeWatcher) Exits() <-chan Process { return w.out }
 
 func (w *fakeWatcher) Close() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.closed = true
-		close(w.exits)
+	if w.closed {
+		w.mu.Unlock()
+		return nil
 	}
+	w.closed = true
+	w.mu.Unlock()
+	w.procs.mu.Lock()
+	delete(w.procs.watchers, w)
+	w.procs.mu.Unlock()
+	close(w.stop)
+	<-w.done
 	return nil
 }
 
@@ -195,12 +307,15 @@ func (w *fakeWatcher) isWatched(p Process) bool {
 	return ok
 }
 
-// exit reports p as exited, as a real watcher would once.
+// exit ends p, as a kill would; the watcher reports it if watched.
 func (w *fakeWatcher) exit(p Process) {
-	w.mu.Lock()
-	delete(w.watched, keyOf(p))
-	w.mu.Unlock()
-	w.exits <- p
+	w.procs.mu.Lock()
+	cur, ok := w.procs.procs[p.PID]
+	if ok && cur.Same(p) {
+		delete(w.procs.procs, p.PID)
+	}
+	w.procs.mu.Unlock()
+	w.procs.ended(p)
 }
 
 type rig struct {
@@ -217,7 +332,8 @@ var smallPool = PoolConfig{Range: PortRange{First: 20000, Last: 20099}, Ephemera
 
 func newRig(t *testing.T, cfg Config) *rig {
 	t.Helper()
-	r := &rig{t: t, store: newMemStore(), procs: newFakeProcs(100, 101, 102, 103), prober: newFakeProber(), watcher: newFakeWatcher()}
+	procs := newFakeProcs(100, 101, 102, 103)
+	r := &rig{t: t, store: newMemStore(), procs: procs, prober: newFakeProber(), watcher: newFakeWatcher(procs)}
 	r.open(cfg)
 	return r
 }
@@ -245,7 +361,7 @@ func (r *rig) open(cfg Config) {
 func (r *rig) reopen(cfg Config) {
 	r.t.Helper()
 	r.b.Close()
-	r.watcher = newFakeWatcher()
+	r.watcher = newFakeWatcher(r.procs)
 	r.open(cfg)
 }
 
@@ -398,7 +514,7 @@ func newHostRig(t *testing.T, cfg Config) (*rig, *fakeHost) {
 	if cfg.Kill.User == "" {
 		cfg.Kill = KillPolicy{SelfPID: 99, User: "1000", Protected: []string{"sshd", "svchost.exe"}}
 	}
-	r := &rig{t: t, store: newMemStore(), procs: procs, prober: newFakeProber(), watcher: newFakeWatcher()}
+	r := &rig{t: t, store: newMemStore(), procs: procs, prober: newFakeProber(), watcher: newFakeWatcher(procs)}
 	b, err := Open(context.Background(), cfg, Deps{Store: r.store, Processes: h, Prober: h, Watcher: r.watcher, Inspector: h, Holders: h, Killer: h})
 	if err != nil {
 		t.Fatal(err)

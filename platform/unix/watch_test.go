@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/portbroker/portbroker/broker"
+	"github.com/portbroker/portbroker/internal/exitwatchtest"
 )
 
 // failAfter bounds every wait for an exit; it is a failure bound, not a
@@ -92,115 +93,38 @@ func mustAdd(t *testing.T, w broker.ExitWatcher, p broker.Process) {
 	}
 }
 
-func TestWatchKill(t *testing.T) {
+// Every watcher keeps the contract the broker's fake is held to.
+func TestWatchContract(t *testing.T) {
+	for _, impl := range watchers {
+		t.Run(impl.name, func(t *testing.T) {
+			h := New()
+			exitwatchtest.Run(t, exitwatchtest.Harness{
+				New: func(t *testing.T) broker.ExitWatcher {
+					w, err := impl.new(h)
+					if err != nil {
+						t.Fatalf("new watcher: %v", err)
+					}
+					return w
+				},
+				Start: func(t *testing.T) (broker.Process, func()) {
+					c := runChild(t)
+					return c.lookup(t, h), func() { c.killAndReap(t) }
+				},
+			})
+		})
+	}
+}
+
+// A zombie has exited: adding it reports its exit at once.
+func TestWatchAddZombie(t *testing.T) {
 	forEachWatcher(t, func(t *testing.T, h *Host, w broker.ExitWatcher) {
 		c := runChild(t)
 		p := c.lookup(t, h)
-		p.Name = "as given to Add"
-		mustAdd(t, w, p)
-		mustAdd(t, w, p) // a second Add of the same process is one watch
 		c.kill(t)
+		waitZombie(t, c.pid())
+		mustAdd(t, w, p)
 		if got := nextExit(t, w); got != p {
-			t.Errorf("exit = %+v; want the process given to Add, %+v", got, p)
-		}
-		// Reaping it reports nothing more.
-		c.cmd.Wait()
-		another := runChild(t)
-		ap := another.lookup(t, h)
-		mustAdd(t, w, ap)
-		another.kill(t)
-		if got := nextExit(t, w); !got.Same(ap) {
-			t.Errorf("exit = %v; want only %v, the exit of %v reported once", got, ap, p)
-		}
-	})
-}
-
-func TestWatchRemove(t *testing.T) {
-	forEachWatcher(t, func(t *testing.T, h *Host, w broker.ExitWatcher) {
-		removed, kept := runChild(t), runChild(t)
-		rp, kp := removed.lookup(t, h), kept.lookup(t, h)
-		mustAdd(t, w, rp)
-		mustAdd(t, w, kp)
-		w.Remove(rp)
-		w.Remove(broker.Process{PID: kp.PID}) // another start time: not kp
-		removed.killAndReap(t)
-		kept.kill(t)
-		if got := nextExit(t, w); !got.Same(kp) {
-			t.Fatalf("exit = %v; want %v (the exit of removed %v must not come)", got, kp, rp)
-		}
-		noExit(t, w)
-	})
-}
-
-func TestWatchAddExited(t *testing.T) {
-	forEachWatcher(t, func(t *testing.T, h *Host, w broker.ExitWatcher) {
-		tests := []struct {
-			name string
-			proc func(t *testing.T) broker.Process
-		}{
-			{"reaped", func(t *testing.T) broker.Process {
-				c := runChild(t)
-				p := c.lookup(t, h)
-				c.killAndReap(t)
-				return p
-			}},
-			{"zombie", func(t *testing.T) broker.Process {
-				c := runChild(t)
-				p := c.lookup(t, h)
-				c.kill(t)
-				waitZombie(t, c.pid())
-				return p
-			}},
-			{"PID reused", func(t *testing.T) broker.Process {
-				// The live process under the PID started at another time.
-				c := runChild(t)
-				p := c.lookup(t, h)
-				p.StartTime = p.StartTime.Add(-time.Second)
-				return p
-			}},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				p := tt.proc(t)
-				mustAdd(t, w, p)
-				if got := nextExit(t, w); got != p {
-					t.Errorf("exit = %+v; want %+v", got, p)
-				}
-			})
-		}
-	})
-}
-
-func TestWatchAddInvalid(t *testing.T) {
-	forEachWatcher(t, func(t *testing.T, h *Host, w broker.ExitWatcher) {
-		for _, pid := range []int{0, -1} {
-			if err := w.Add(broker.Process{PID: pid}); !errors.Is(err, broker.ErrInvalid) {
-				t.Errorf("Add(pid %d) = %v; want ErrInvalid", pid, err)
-			}
-		}
-	})
-}
-
-func TestWatchClose(t *testing.T) {
-	forEachWatcher(t, func(t *testing.T, h *Host, w broker.ExitWatcher) {
-		live := runChild(t)
-		mustAdd(t, w, live.lookup(t, h))
-		// Exits nobody reads must not hold Close up.
-		for range 3 {
-			dead := runChild(t)
-			p := dead.lookup(t, h)
-			dead.killAndReap(t)
-			mustAdd(t, w, p)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		waitClosed(t, w)
-		if err := w.Add(live.lookup(t, h)); !errors.Is(err, broker.ErrClosed) {
-			t.Errorf("Add after Close = %v; want ErrClosed", err)
-		}
-		if err := w.Close(); err != nil {
-			t.Errorf("second Close = %v; want nil", err)
+			t.Errorf("exit = %+v; want %+v", got, p)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	xwin "golang.org/x/sys/windows"
 
 	"github.com/portbroker/portbroker/broker"
+	"github.com/portbroker/portbroker/internal/exitwatchtest"
 )
 
 // waitTimeout only keeps a broken watcher from hanging the test run.
@@ -195,4 +196,22 @@ func TestExitWatcherPolls(t *testing.T) {
 	if got := nextExit(t, w); !got.Same(p) {
 		t.Errorf("exit of %v reported, want %v", got, p)
 	}
+}
+
+// The Windows watcher keeps the contract the broker's fake is held to.
+func TestExitWatcherContract(t *testing.T) {
+	h := New()
+	exitwatchtest.Run(t, exitwatchtest.Harness{
+		New: func(t *testing.T) broker.ExitWatcher {
+			w, err := h.NewExitWatcher(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		},
+		Start: func(t *testing.T) (broker.Process, func()) {
+			cmd := startChild(t)
+			return lookup(t, cmd.Process.Pid), func() { kill(t, cmd) }
+		},
+	})
 }
