@@ -393,6 +393,15 @@ type fakeHost struct {
 	holds    map[uint16][]int
 	stubborn map[int]bool // ignores Terminate
 	signals  []string
+	sigLog   []signalRecord
+}
+
+// signalRecord is one signal with the (fake) time it was sent, so tests can
+// tell that no forced stop came before its grace.
+type signalRecord struct {
+	proc Process
+	sig  string
+	at   time.Time
 }
 
 func newFakeHost(procs *fakeProcs) *fakeHost {
@@ -481,6 +490,7 @@ func (h *fakeHost) signal(p Process, sig string) error {
 	}
 	h.mu.Lock()
 	h.signals = append(h.signals, fmt.Sprintf("%s %d", sig, p.PID))
+	h.sigLog = append(h.sigLog, signalRecord{proc: p, sig: sig, at: time.Now()})
 	stubborn := h.stubborn[p.PID]
 	h.mu.Unlock()
 	if sig == "KILL" || !stubborn {
