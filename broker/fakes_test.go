@@ -191,6 +191,15 @@ type fakeWatcher struct {
 	queue   []Process
 	adds    int
 	closed  bool
+	// refused makes Add fail for these PIDs, as the real watchers refuse a
+	// thread id or fail at the fd limit.
+	refused map[int]error
+}
+
+func (w *fakeWatcher) refuse(pid int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.refused[pid] = err
 }
 
 func newFakeWatcher(procs *fakeProcs) *fakeWatcher {
@@ -201,6 +210,7 @@ func newFakeWatcher(procs *fakeProcs) *fakeWatcher {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		watched: map[procKey]Process{},
+		refused: map[int]error{},
 	}
 	procs.mu.Lock()
 	procs.watchers[w] = true
@@ -220,6 +230,9 @@ func (w *fakeWatcher) Add(p Process) error {
 	}
 	if _, ok := w.watched[keyOf(p)]; ok {
 		return nil
+	}
+	if err := w.refused[p.PID]; err != nil {
+		return fmt.Errorf("watch %v: %w", p, err)
 	}
 	w.adds++
 	if cur, err := w.procs.Lookup(p.PID); err != nil || !cur.Same(p) {
