@@ -17,6 +17,7 @@ type pollWatcher struct {
 	lookup   func(int) (broker.Process, error)
 	interval time.Duration
 	queue    *exitQueue
+	ownQueue bool // closed with the watcher; false when lent by another watcher
 	stop     chan struct{}
 	done     chan struct{}
 
@@ -26,10 +27,19 @@ type pollWatcher struct {
 }
 
 func newPollWatcher(lookup func(int) (broker.Process, error), interval time.Duration) *pollWatcher {
+	w := newPollWatcherOn(lookup, interval, startExitQueue())
+	w.ownQueue = true
+	return w
+}
+
+// newPollWatcherOn returns a poll watcher that reports into queue, which
+// its caller owns: the pidfd watcher polls through it the processes it
+// cannot open a pidfd for.
+func newPollWatcherOn(lookup func(int) (broker.Process, error), interval time.Duration, queue *exitQueue) *pollWatcher {
 	w := &pollWatcher{
 		lookup:   lookup,
 		interval: interval,
-		queue:    startExitQueue(),
+		queue:    queue,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		watched:  make(map[procKey]broker.Process),
@@ -84,8 +94,18 @@ func (w *pollWatcher) Close() error {
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done
-	w.queue.close()
+	if w.ownQueue {
+		w.queue.close()
+	}
 	return nil
+}
+
+// has reports whether p is watched.
+func (w *pollWatcher) has(p broker.Process) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.watched[keyOf(p)]
+	return ok
 }
 
 func (w *pollWatcher) run() {

@@ -203,3 +203,6 @@ func (w *kqueueWatcher) run() {
 		}
 	}
 }
+
+// threadGroup is Linux's; elsewhere a PID never names a thread.
+func threadGroup(int) (int, bool) { return 0, false }

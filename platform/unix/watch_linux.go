@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +26,7 @@ func (h *Host) NewExitWatcher(pollInterval time.Duration) (broker.ExitWatcher, e
 	switch {
 	case err == nil:
 		xunix.Close(fd)
-		return newPidfdWatcher(h.Lookup)
+		return newPidfdWatcher(h.Lookup, pollInterval, xunix.PidfdOpen)
 	case errors.Is(err, xunix.ENOSYS), errors.Is(err, xunix.EPERM):
 		return newPollWatcher(h.Lookup, pollInterval), nil
 	}
@@ -41,10 +43,15 @@ const wakeID = 0
 // pidfd that reuses its number.
 type pidfdWatcher struct {
 	lookup func(int) (broker.Process, error)
-	epfd   int
-	wakefd int
-	queue  *exitQueue
-	done   chan struct{}
+	open   func(pid, flags int) (int, error) // pidfd_open; tests make it fail
+	// poll watches, into the same queue, the processes pidfd_open could not
+	// open for want of descriptors; started at the first such process.
+	pollInterval time.Duration
+	poll         *pollWatcher
+	epfd         int
+	wakefd       int
+	queue        *exitQueue
+	done         chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -60,7 +67,7 @@ type pidfdWatch struct {
 	proc broker.Process
 }
 
-func newPidfdWatcher(lookup func(int) (broker.Process, error)) (*pidfdWatcher, error) {
+func newPidfdWatcher(lookup func(int) (broker.Process, error), pollInterval time.Duration, open func(pid, flags int) (int, error)) (*pidfdWatcher, error) {
 	epfd, err := xunix.EpollCreate1(xunix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("exit watcher: epoll_create1: %w", err)
@@ -77,13 +84,15 @@ func newPidfdWatcher(lookup func(int) (broker.Process, error)) (*pidfdWatcher, e
 		return nil, fmt.Errorf("exit watcher: epoll_ctl: %w", err)
 	}
 	w := &pidfdWatcher{
-		lookup: lookup,
-		epfd:   epfd,
-		wakefd: wakefd,
-		queue:  startExitQueue(),
-		done:   make(chan struct{}),
-		byKey:  make(map[procKey]*pidfdWatch),
-		byID:   make(map[uint32]*pidfdWatch),
+		lookup:       lookup,
+		open:         open,
+		pollInterval: pollInterval,
+		epfd:         epfd,
+		wakefd:       wakefd,
+		queue:        startExitQueue(),
+		done:         make(chan struct{}),
+		byKey:        make(map[procKey]*pidfdWatch),
+		byID:         make(map[uint32]*pidfdWatch),
 	}
 	go w.run()
 	return w, nil
@@ -103,12 +112,23 @@ func (w *pidfdWatcher) Add(p broker.Process) error {
 	if _, ok := w.byKey[keyOf(p)]; ok {
 		return nil
 	}
-	fd, err := xunix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, xunix.ESRCH) {
-		w.queue.push(p)
+	if w.poll != nil && w.poll.has(p) {
 		return nil
 	}
-	if err != nil {
+	fd, err := w.open(p.PID, 0)
+	switch {
+	case errors.Is(err, xunix.ESRCH):
+		w.queue.push(p)
+		return nil
+	case errors.Is(err, xunix.EMFILE), errors.Is(err, xunix.ENFILE), errors.Is(err, xunix.ENOMEM):
+		// Out of descriptors: poll this one rather than leave it unwatched.
+		if w.poll == nil {
+			w.poll = newPollWatcherOn(w.lookup, w.pollInterval, w.queue)
+		}
+		return w.poll.Add(p)
+	case errors.Is(err, xunix.EINVAL):
+		return &broker.FieldError{Field: "pid", Rule: fmt.Sprintf("%d: pidfd_open refuses it (a thread id, not a process id?)", p.PID)}
+	case err != nil:
 		return fmt.Errorf("watch %v: pidfd_open: %w", p, err)
 	}
 	// The PID may have been reused before pidfd_open, leaving fd on another
@@ -151,6 +171,9 @@ func (w *pidfdWatcher) Remove(p broker.Process) {
 	if pw, ok := w.byKey[keyOf(p)]; ok {
 		w.forget(pw)
 	}
+	if w.poll != nil {
+		w.poll.Remove(p)
+	}
 }
 
 // forget drops pw and closes its pidfd. Call with w.mu held.
@@ -189,7 +212,11 @@ func (w *pidfdWatcher) Close() error {
 		w.forget(pw)
 	}
 	err := w.loopErr
+	poll := w.poll
 	w.mu.Unlock()
+	if poll != nil {
+		poll.Close()
+	}
 	xunix.Close(w.wakefd)
 	xunix.Close(w.epfd)
 	w.queue.close()
@@ -223,4 +250,20 @@ func (w *pidfdWatcher) run() {
 			w.mu.Unlock()
 		}
 	}
+}
+
+// threadGroup returns the thread group (process) of a Linux task id, and
+// false when it cannot tell (no such task, or no /proc).
+func threadGroup(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			tgid, err := strconv.Atoi(strings.TrimSpace(rest))
+			return tgid, err == nil
+		}
+	}
+	return 0, false
 }

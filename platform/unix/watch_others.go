@@ -16,3 +16,6 @@ func (h *Host) NewExitWatcher(pollInterval time.Duration) (broker.ExitWatcher, e
 	}
 	return newPollWatcher(h.Lookup, pollInterval), nil
 }
+
+// threadGroup is Linux's; elsewhere a PID never names a thread.
+func threadGroup(int) (int, bool) { return 0, false }
