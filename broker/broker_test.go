@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -305,6 +306,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown protocol", AcquireRequest{Name: "a", Protocol: 9, OwnerPID: 100}, "protocol"},
 		{"negative ttl", AcquireRequest{Name: "a", TTL: -time.Second, OwnerPID: 100}, "ttl"},
 		{"tiny ttl", AcquireRequest{Name: "a", TTL: time.Millisecond, OwnerPID: 100}, "ttl"},
+		{"ttl past MaxTTL", AcquireRequest{Name: "a", TTL: MaxTTL + time.Second, OwnerPID: 100}, "ttl"},
+		{"saturated ttl", AcquireRequest{Name: "a", TTL: math.MaxInt64, OwnerPID: 100}, "ttl"},
 	}
 	r := newRig(t, Config{})
 	r.acquire(AcquireRequest{Name: "existing"})

@@ -13,6 +13,11 @@ const MaxNameLen = 128
 // expire before its owner could use the port.
 const MinTTL = time.Second
 
+// MaxTTL is the longest TTL a lease may have. A lease meant to last longer
+// should have none and live as long as its owner; the bound also refuses a
+// duration the API saturated because it did not fit.
+const MaxTTL = 365 * 24 * time.Hour
+
 // checkName applies the rules for names and namespaces: 1 to 128 bytes of
 // printable UTF-8 with no surrounding space.
 func checkName(field, s string) error {
@@ -67,6 +72,9 @@ func checkTTL(field string, ttl time.Duration) error {
 	}
 	if ttl > 0 && ttl < MinTTL {
 		return fieldErr(field, "must be 0 (no TTL) or at least %s, got %s", MinTTL, ttl)
+	}
+	if ttl > MaxTTL {
+		return fieldErr(field, "must be at most %s (give no TTL for a lease that lives as long as its owner), got %s", MaxTTL, ttl)
 	}
 	return nil
 }

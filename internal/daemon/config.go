@@ -125,6 +125,10 @@ func (s Settings) Resolve() (Config, error) {
 	if cfg.Grace, err = parseDuration("reclaim.grace", s.Reclaim.Grace, broker.DefaultGrace, 0, 10*time.Minute); err != nil {
 		return Config{}, err
 	}
+	if cfg.Grace == 0 {
+		// Zero would read as "no grace"; the broker never skips one.
+		return Config{}, fmt.Errorf("reclaim.grace: %q: must be more than 0; a stop always gives its grace (reclaim --force stops at once)", s.Reclaim.Grace)
+	}
 	switch strings.ToLower(strings.TrimSpace(s.Reclaim.Orphans)) {
 	case "", "kill":
 		cfg.Orphans = broker.OrphanKill

@@ -45,6 +45,7 @@ func TestResolve(t *testing.T) {
 		{name: "service protocol", in: Settings{Services: map[string]ServiceSettings{"backend": {Port: 80, Protocol: "sctp"}}}, wantErr: "services.backend.protocol"},
 		{name: "poll interval", in: Settings{Reclaim: ReclaimSettings{PollInterval: "1ns"}}, wantErr: "reclaim.poll_interval"},
 		{name: "grace", in: Settings{Reclaim: ReclaimSettings{Grace: "soon"}}, wantErr: "reclaim.grace"},
+		{name: "zero grace", in: Settings{Reclaim: ReclaimSettings{Grace: "0s"}}, wantErr: "reclaim.grace: \"0s\": must be more than 0"},
 		{name: "orphans", in: Settings{Reclaim: ReclaimSettings{Orphans: "maim"}}, wantErr: "reclaim.orphans"},
 		{name: "limits", in: Settings{Limits: broker.Limits{Watchers: -1}}, wantErr: "limits.watchers"},
 	}
