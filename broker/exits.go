@@ -138,3 +138,64 @@ func (b *Broker) liveInfo(p Process) (ProcessInfo, error) {
 	}
 	return info, nil
 }
+
+// followService moves a lease whose owner exited to the process it left
+// holding the port: a service that daemonized (forked, and let the
+// process it was started as exit). The lease keeps its launcher, so the
+// orphan rule still stops the service when the launcher dies. e is
+// changing; followService settles it and returns true when it moved it,
+// and leaves it changing otherwise.
+func (b *Broker) followService(ctx context.Context, e *entry) bool {
+	succ, ok := b.successor(e.Lease)
+	if !ok {
+		return false
+	}
+	l := e.Lease
+	l.Owner = succ
+	if err := b.store.Put(ctx, l); err != nil {
+		b.log.Error("move lease to the process holding its port", leaseAttrs(e.Lease, "new_owner_pid", succ.PID, "err", err.Error())...)
+		return false
+	}
+	b.mu.Lock()
+	b.unindexProcLocked(e, e.Owner)
+	old := e.Owner
+	e.Lease = l
+	e.ownerGone = false
+	if err := b.watchProcsLocked(e); err != nil {
+		b.log.Warn("cannot watch the new owner; polling it", leaseAttrs(l, "err", err.Error())...)
+		e.polled = true
+	}
+	b.settleLocked(e, false)
+	b.mu.Unlock()
+	b.log.Info("owner exited; the lease follows the process holding its port", leaseAttrs(l, "old_owner_pid", old.PID)...)
+	return true
+}
+
+// successor finds the process that l's exited owner left holding the port:
+// same user, started no earlier than the owner (so it may be one it
+// started; a process that predates the owner cannot be), not the launcher,
+// not a system process. Of several, the earliest started is the service
+// rather than one of its workers.
+func (b *Broker) successor(l Lease) (Process, bool) {
+	if b.holders == nil {
+		return Process{}, false
+	}
+	hs, err := b.portHolders(l.Port, l.Protocol)
+	if err != nil {
+		b.log.Warn("find the processes holding the port of an exited owner", leaseAttrs(l, "err", err.Error())...)
+		return Process{}, false
+	}
+	var best Process
+	for _, h := range hs {
+		switch {
+		case h.System, h.KernelThread, h.User != l.Owner.User,
+			h.StartTime.Before(l.Owner.StartTime),
+			h.Process.Same(l.Owner), !l.Launcher.IsZero() && h.Process.Same(l.Launcher):
+			continue
+		}
+		if best.IsZero() || h.StartTime.Before(best.StartTime) {
+			best = h.Process
+		}
+	}
+	return best, !best.IsZero()
+}

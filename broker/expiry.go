@@ -125,6 +125,10 @@ func (b *Broker) dueLoop() {
 
 		for _, w := range work {
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			if w.reason == ReasonOwnerExited && b.followService(ctx, w.e) {
+				cancel()
+				continue
+			}
 			if _, err := b.finishEnd(ctx, w.e, w.typ, w.reason); err != nil {
 				b.log.Error("end lease; will retry", leaseAttrs(w.e.Lease, "reason", w.reason.String(), "err", err.Error())...)
 			}

@@ -453,3 +453,84 @@ func TestStickyFallback(t *testing.T) {
 		t.Errorf("got port %d, want a pool port other than busy %d", got, first.Port)
 	}
 }
+
+// A service that daemonizes (its first process exits, a process it started
+// keeps the port) keeps its lease, tied to its launcher: killing the
+// launcher stops it. A process that predates the owner, or another user's,
+// never inherits a lease.
+func TestLeaseFollowsDaemonizedService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, h := newHostRig(t, Config{Grace: time.Second})
+		launcher := h.spawnChild(400, 0)
+		owner := h.spawnChild(401, 400)
+		l := r.acquire(AcquireRequest{Name: "svc", OwnerPID: 401, LauncherPID: 400}).Lease
+		h.spawnChild(350, 0) // older: shares the port, but cannot be the service's
+		daemon := h.spawnChild(402, 0)
+		h.mu.Lock()
+		h.holds[l.Port] = []int{350, 402}
+		h.mu.Unlock()
+
+		r.watcher.exit(owner)
+		synctest.Wait()
+		got, err := r.b.Get(l.ID)
+		if err != nil {
+			t.Fatalf("lease of a daemonized service reclaimed: %v", err)
+		}
+		if !got.Owner.Same(daemon) || !got.Launcher.Same(launcher) {
+			t.Fatalf("lease owner %v launcher %v; want the daemon %v and the launcher %v", got.Owner, got.Launcher, daemon, launcher)
+		}
+		if stored := r.store.snapshot()[l.ID]; !stored.Owner.Same(daemon) {
+			t.Errorf("stored owner %v, want %v", stored.Owner, daemon)
+		}
+		if !r.watcher.isWatched(daemon) || r.watcher.isWatched(owner) {
+			t.Errorf("watched: daemon %v, old owner %v; want the daemon only", r.watcher.isWatched(daemon), r.watcher.isWatched(owner))
+		}
+
+		r.watcher.exit(launcher)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if h.isAlive(402) {
+			t.Error("daemonized service still runs after its launcher died")
+		}
+		if !h.isAlive(350) {
+			t.Error("the older process sharing the port was stopped")
+		}
+		if _, err := r.b.Get(l.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("lease still live: %v", err)
+		}
+	})
+}
+
+func TestLeaseDoesNotFollowUnrelatedHolder(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup func(h *fakeHost) int
+	}{
+		{"older process", func(h *fakeHost) int { h.spawnChild(350, 0); return 350 }},
+		{"another user", func(h *fakeHost) int {
+			p := h.spawnChild(402, 0)
+			h.mu.Lock()
+			p.User = "2000"
+			h.procs[402] = p
+			h.mu.Unlock()
+			return 402
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r, h := newHostRig(t, Config{})
+				owner := h.spawnChild(401, 0)
+				l := r.acquire(AcquireRequest{Name: "svc", OwnerPID: 401}).Lease
+				pid := tt.setup(h)
+				h.mu.Lock()
+				h.holds[l.Port] = []int{pid}
+				h.mu.Unlock()
+				r.watcher.exit(owner)
+				synctest.Wait()
+				if _, err := r.b.Get(l.ID); !errors.Is(err, ErrNotFound) {
+					t.Errorf("lease passed to an unrelated holder: %v", err)
+				}
+			})
+		})
+	}
+}
