@@ -80,6 +80,25 @@ func helper(mode string) int {
 		fmt.Fprintln(conn, "hello from fd 3")
 		conn.Close()
 		return 0
+	case "daemonize":
+		// A service that daemonizes: starts a listener on $PORT in a new
+		// session, passes on its line and exits.
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), helperEnv+"=listen")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return fail(err)
+		}
+		if err := cmd.Start(); err != nil {
+			return fail(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Print(line)
+		return 0
 	case "orphan-maker":
 		// Starts a listener, passes on its line and exits, leaving it an
 		// orphan.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -221,6 +223,14 @@ func (c *cli) runChild(ctx context.Context, spec *runSpec) error {
 			fmt.Fprintf(c.stderr, "brokerctl: %s: lease on port %d ended: %v\n", spec.name, lease.Port, lease.Err())
 			lost = nil
 		case r := <-exited:
+			if owner := followedOwner(ctx, cl, lease); owner != 0 {
+				// The service daemonized: the broker moved the lease to the
+				// process holding the port. Stay its launcher, so that if
+				// brokerctl is killed the broker stops the service.
+				fmt.Fprintf(c.stderr, "brokerctl: %s: the service left pid %d holding port %d; staying as its launcher until it exits\n", spec.name, owner, lease.Port)
+				superviseFollower(ctx, cl, lease, owner, sigs, c.stderr, spec.name)
+				return &exitCode{code: r.code}
+			}
 			if err := releaseAfterExit(ctx, lease); err != nil {
 				fmt.Fprintf(c.stderr, "brokerctl: %s: release lease %s: %v\n", spec.name, lease.ID, err)
 			}
@@ -228,6 +238,68 @@ func (c *cli) runChild(ctx context.Context, spec *runSpec) error {
 				return fmt.Errorf("run %s: %w", spec.name, r.err)
 			}
 			return &exitCode{code: r.code}
+		}
+	}
+}
+
+// followWait bounds how long brokerctl waits, after its child exits, for
+// the broker to reclaim the lease or move it to a process the child left
+// holding the port.
+const followWait = 5 * time.Second
+
+// followedOwner returns the PID the broker moved lease to after its owner
+// exited, or 0 when the broker reclaimed it (or did neither in time).
+func followedOwner(ctx context.Context, cl *client.Client, lease *client.Lease) int {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followWait)
+	defer cancel()
+	for {
+		leases, err := cl.List(ctx, lease.Namespace)
+		if err != nil {
+			return 0
+		}
+		found := false
+		for _, l := range leases {
+			if l.ID == lease.ID {
+				found = true
+				if l.OwnerPID != lease.OwnerPID {
+					return l.OwnerPID
+				}
+			}
+		}
+		if !found {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// superviseFollower waits until the lease that followed a daemonized
+// service ends, passing signals on to the service meanwhile.
+func superviseFollower(ctx context.Context, cl *client.Client, lease *client.Lease, owner int, sigs <-chan os.Signal, stderr io.Writer, name string) {
+	ctx = context.WithoutCancel(ctx)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigs:
+			if p, err := os.FindProcess(owner); err == nil {
+				if err := p.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+					fmt.Fprintf(stderr, "brokerctl: %s: pass on %v to pid %d: %v\n", name, sig, owner, err)
+				}
+			}
+		case <-tick.C:
+			leases, err := cl.List(ctx, lease.Namespace)
+			if err != nil {
+				fmt.Fprintf(stderr, "brokerctl: %s: %v\n", name, err)
+				continue
+			}
+			if !slices.ContainsFunc(leases, func(l *client.Lease) bool { return l.ID == lease.ID }) {
+				return
+			}
 		}
 	}
 }
