@@ -84,8 +84,9 @@ func (b *Broker) watchProcsLocked(e *entry) error {
 			continue
 		}
 		if err := b.watcher.Add(f.p); err != nil {
-			if errors.Is(err, ErrInvalid) {
-				return fmt.Errorf("%s: %s cannot be watched for its exit: %w", f.field, f.p, err)
+			if fe := (*FieldError)(nil); errors.As(err, &fe) {
+				// Transports report a field error alone: name this field.
+				return fieldErr(f.field, "%s cannot be watched for its exit: %s", f.p, fe.Rule)
 			}
 			return fmt.Errorf("%s: cannot watch %s for its exit, so its lease could never be reclaimed: %w", f.field, f.p, err)
 		}

@@ -31,7 +31,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, broker.ErrExhausted):
 		code = codes.ResourceExhausted
-	case errors.Is(err, broker.ErrPortHeld):
+	case errors.Is(err, broker.ErrPortHeld), errors.Is(err, broker.ErrMismatch):
 		code = codes.FailedPrecondition
 	case errors.Is(err, broker.ErrNameTaken):
 		code = codes.AlreadyExists
