@@ -43,6 +43,10 @@ func (p KillPolicy) mayKill(caller Caller, ancestors map[int]bool, t ProcessInfo
 		return &KillRefusedError{PID: t.PID, Name: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
 	switch {
+	case caller.PID == 0 && !caller.Broker:
+		// Without the caller's PID neither it nor its ancestors can be
+		// told apart from the target.
+		return refuse("the caller could not be identified (its PID is unknown), so it cannot be kept from stopping itself or its shell; call over the unix socket or named pipe")
 	case t.PID <= 1:
 		return refuse("PID %d belongs to the kernel or init", t.PID)
 	case t.KernelThread:
@@ -63,7 +67,8 @@ func (p KillPolicy) mayKill(caller Caller, ancestors map[int]bool, t ProcessInfo
 	}
 	user := caller.User
 	if user == "" {
-		// A caller the transport could not identify acts as the daemon's user.
+		// A caller whose user the transport could not tell reached a
+		// per-user endpoint: it acts as the daemon's user.
 		user = p.User
 	}
 	switch {

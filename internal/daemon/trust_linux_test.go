@@ -1,0 +1,308 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portbroker/portbroker/internal/ipc"
+	"github.com/portbroker/portbroker/internal/testuser"
+	"github.com/portbroker/portbroker/platform/unix"
+	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
+	"google.golang.org/grpc/status"
+)
+
+func init() {
+	// hold-and-ask holds a port and runs reclaim-port as its child, which
+	// asks the daemon to kill the port's holder: its own parent.
+	childModes["hold-and-ask"] = func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			os.Exit(3)
+		}
+		child := exec.Command(os.Args[0], "-test.run=^$")
+		child.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=reclaim-port",
+			"PORTBROKER_TEST_PORT="+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		out, err := child.CombinedOutput()
+		if err != nil {
+			fmt.Printf("child: %v: %s", err, out)
+			os.Exit(4)
+		}
+		os.Stdout.Write(out)
+	}
+	// reclaim-port asks the daemon to kill the holder of
+	// $PORTBROKER_TEST_PORT, forcefully, and prints the outcome.
+	childModes["reclaim-port"] = func() {
+		conn, err := newTestConn(os.Getenv("PORTBROKER_TEST_ADDR"))
+		if err != nil {
+			os.Exit(5)
+		}
+		port, _ := strconv.Atoi(os.Getenv("PORTBROKER_TEST_PORT"))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err = brokerpb.NewBrokerServiceClient(conn).ReclaimPort(ctx, &brokerpb.ReclaimPortRequest{
+			Port: uint32(port), Kill: true, Force: true,
+		})
+		st := status.Convert(err)
+		fmt.Printf("%s %s\n", st.Code(), st.Message())
+	}
+}
+
+// tcpConfig serves loopback TCP; clients find the token and the
+// certificate in the state dir.
+func tcpConfig(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Addr = "tcp://127.0.0.1:0"
+	t.Setenv(ipc.EnvStateDir, cfg.StateDir)
+	t.Setenv(ipc.EnvToken, "")
+	t.Setenv(ipc.EnvTokenFile, "")
+	t.Setenv(ipc.EnvCertFile, "")
+	return cfg
+}
+
+// TestTCPCallerCannotKillItsAncestorOrItself: over loopback TCP the daemon
+// names the caller from the kernel's socket table, so a caller holding a
+// port (or whose parent holds it) asking to kill its holder is refused as
+// over the unix socket, and nobody is killed.
+func TestTCPCallerCannotKillItsAncestorOrItself(t *testing.T) {
+	d := startDaemon(t, tcpConfig(t))
+	for _, tt := range []struct{ mode, reason string }{
+		{"hold-and-ask", "ancestor of the caller"},
+		{"reclaim-self", "it is the caller"},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD="+tt.mode, "PORTBROKER_TEST_ADDR="+d.addr)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("client: %v: %s", err, out)
+			}
+			if got := string(out); !strings.HasPrefix(got, "PermissionDenied ") || !strings.Contains(got, tt.reason) {
+				t.Errorf("reclaim --kill --force over TCP = %q; want PermissionDenied saying %q", got, tt.reason)
+			}
+		})
+	}
+}
+
+// TestTCPOwnerDefaultsToCaller: the OS names a TCP caller, so owner_pid 0
+// means the caller over TCP too.
+func TestTCPOwnerDefaultsToCaller(t *testing.T) {
+	d := startDaemon(t, tcpConfig(t))
+	res, err := brokerpb.NewBrokerServiceClient(dial(t, d.addr)).AcquireLease(ctxT(t), &brokerpb.AcquireLeaseRequest{Name: "self"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.GetLease().GetOwnerPid(); got != int32(os.Getpid()) {
+		t.Errorf("owner over TCP = %d; want the caller, %d", got, os.Getpid())
+	}
+}
+
+// TestTCPRestartRotatesTokenAndCertificate: a token or certificate from
+// an earlier run is worth nothing against the next.
+func TestTCPRestartRotatesTokenAndCertificate(t *testing.T) {
+	cfg := tcpConfig(t)
+	read := func() (tok, cert []byte) {
+		tok, err := os.ReadFile(filepath.Join(cfg.StateDir, ipc.TokenFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err = os.ReadFile(filepath.Join(cfg.StateDir, ipc.CertFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, cert
+	}
+	d := startDaemon(t, cfg)
+	tok1, cert1 := read()
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = "tcp://127.0.0.1:0"
+	d = startDaemon(t, cfg)
+	tok2, cert2 := read()
+	if bytes.Equal(tok1, tok2) || bytes.Equal(cert1, cert2) {
+		t.Error("a restart kept the token or the certificate")
+	}
+	t.Setenv(ipc.EnvToken, strings.TrimSpace(string(tok1)))
+	_, err := brokerpb.NewBrokerServiceClient(dial(t, d.addr)).GetStatus(ctxT(t), &brokerpb.GetStatusRequest{})
+	if status.Code(err).String() != "Unauthenticated" {
+		t.Errorf("GetStatus with the old token: %v; want Unauthenticated", err)
+	}
+}
+
+// TestStateOwnedByAnotherUserIsRefused: a state dir, or a store in it,
+// owned by another real user is refused before anything is read from it,
+// naming the owner and the fix.
+func TestStateOwnedByAnotherUserIsRefused(t *testing.T) {
+	testuser.Skip(t)
+	u := testuser.Add(t)
+	for _, what := range []string{"state dir", "store"} {
+		t.Run(what, func(t *testing.T) {
+			cfg := testConfig(t)
+			if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			victim := cfg.StateDir
+			if what == "store" {
+				victim = filepath.Join(cfg.StateDir, StoreFile)
+				if err := os.WriteFile(victim, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chown(victim, int(u.UID), int(u.GID)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := New(ctxT(t), cfg, testHost(), nil)
+			if err == nil {
+				t.Fatal("daemon started on state owned by another user")
+			}
+			for _, want := range []string{what + " " + victim, "owned by " + u.Name, "chown"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			sock := strings.TrimPrefix(cfg.Addr, "unix://")
+			if _, err := os.Lstat(sock); err == nil {
+				t.Errorf("the refused daemon left its socket %s", sock)
+			}
+		})
+	}
+}
+
+// TestFailedStartStopsNoOrphan: a start that fails because another
+// process serves the address stops nothing, although the store holds an
+// orphaned service; the next start that succeeds stops it.
+func TestFailedStartStopsNoOrphan(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Grace = time.Second
+	d := startDaemon(t, cfg)
+	launcher, tree := startTree(t, "launcher")
+	_, err := brokerpb.NewBrokerServiceClient(dial(t, d.addr)).AcquireLease(ctxT(t), &brokerpb.AcquireLeaseRequest{
+		Name: "backend", Port: uint32(tree.port), OwnerPid: int32(tree.pid), LauncherPid: int32(launcher.Process.Pid),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	launcher.Process.Kill()
+	launcher.Wait()
+
+	// Someone else serves the address now.
+	blocker, err := ipc.Listen(cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctxT(t), cfg, testHost(), nil); err == nil {
+		t.Fatal("daemon started on an address another process serves")
+	}
+	// Give a stop, had one begun, time to act (its grace is a second).
+	time.Sleep(2 * cfg.Grace)
+	if gone(tree.pid) || gone(tree.grandchild) {
+		t.Fatal("a daemon whose start failed stopped the orphaned service")
+	}
+	blocker.Close()
+	startDaemon(t, cfg)
+	waitGone(t, tree.pid, tree.grandchild)
+}
+
+// storeWithCommits runs a daemon that makes n lease changes, stops it and
+// returns the store's path.
+func storeWithCommits(t *testing.T, cfg Config, n int) string {
+	t.Helper()
+	d := startDaemon(t, cfg)
+	rpc := brokerpb.NewBrokerServiceClient(dial(t, d.addr))
+	owner := startChild(t)
+	for i := range n {
+		if _, err := rpc.AcquireLease(ctxT(t), &brokerpb.AcquireLeaseRequest{Name: fmt.Sprintf("svc-%d", i), OwnerPid: int32(owner.Process.Pid)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(cfg.StateDir, StoreFile)
+}
+
+// zeroMetaPage zeroes the meta page of the bbolt file at path whose
+// transaction is the newest (newest=true) or the older one.
+func zeroMetaPage(t *testing.T, path string, newest bool) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m0, ok0 := readMeta(f, 0)
+	if !ok0 {
+		t.Fatal("first meta page unreadable")
+	}
+	m1, ok1 := readMeta(f, int64(m0.pageSize))
+	if !ok1 {
+		t.Fatal("second meta page unreadable")
+	}
+	page := int64(0)
+	if (m1.txid > m0.txid) == newest {
+		page = 1
+	}
+	if _, err := f.WriteAt(make([]byte, m0.pageSize), page*int64(m0.pageSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStoreRollbackWarns: a store that opens older than the daemon last
+// saw it (one meta page lost), or empty where it held leases, is reported
+// loudly; losing the older meta page changes nothing and says nothing.
+func TestStoreRollbackWarns(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		want   string // in the warning; "" for none
+	}{
+		{"newest meta page zeroed", func(t *testing.T, path string) { zeroMetaPage(t, path, true) }, "rolled back"},
+		{"older meta page zeroed", func(t *testing.T, path string) { zeroMetaPage(t, path, false) }, ""},
+		{"zero-length store", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, "is empty but held committed leases"},
+		{"untouched", func(*testing.T, string) {}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			path := storeWithCommits(t, cfg, 5)
+			tt.damage(t, path)
+			var logged bytes.Buffer
+			d, err := New(ctxT(t), cfg, unix.New(), slog.New(slog.NewTextHandler(&logged, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			warnings := d.Warnings()
+			if tt.want == "" {
+				if len(warnings) != 0 {
+					t.Errorf("warnings = %q; want none", warnings)
+				}
+				return
+			}
+			if len(warnings) != 1 || !strings.Contains(warnings[0], tt.want) {
+				t.Errorf("warnings = %q; want one saying %q", warnings, tt.want)
+			}
+			if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), tt.want) {
+				t.Errorf("log does not say %q at error level:\n%s", tt.want, logged.String())
+			}
+		})
+	}
+}
+
