@@ -305,4 +305,3 @@ func TestStoreRollbackWarns(t *testing.T) {
 		})
 	}
 }
-
