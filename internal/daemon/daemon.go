@@ -191,6 +191,10 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		return nil, err
 	}
 	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, callerOf)
+	d.srv.SetPIDTranslator(func(ctx context.Context, pid int) (int, error) {
+		id, _ := ipc.IdentityFrom(ctx)
+		return ipc.TranslatePID(id, pid)
+	})
 	if fw, ok := host.(rpcserver.Firewall); ok {
 		d.fw = fw
 		d.srv.SetFirewall(fw)

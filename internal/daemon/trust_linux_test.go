@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -304,4 +305,104 @@ func TestStoreRollbackWarns(t *testing.T) {
 			}
 		})
 	}
+}
+
+func init() {
+	// ns-acquire runs as PID 1 of a new PID namespace: it leases with its
+	// own namespace-local PID, with owner_pid 0, and with a PID nothing in
+	// its namespace has, prints each lease's owner_pid (or error) and
+	// waits for stdin to close, so the test can inspect it alive.
+	childModes["ns-acquire"] = func() {
+		conn, err := newTestConn(os.Getenv("PORTBROKER_TEST_ADDR"))
+		if err != nil {
+			os.Exit(5)
+		}
+		rpc := brokerpb.NewBrokerServiceClient(conn)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for i, pid := range []int32{int32(os.Getpid()), 0, 4321} {
+			res, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: fmt.Sprintf("ns-%d", i), OwnerPid: pid})
+			if err != nil {
+				st := status.Convert(err)
+				fmt.Printf("%s %s\n", st.Code(), st.Message())
+				continue
+			}
+			fmt.Printf("owner %d\n", res.GetLease().GetOwnerPid())
+		}
+		os.Stdin.Read(make([]byte, 1))
+	}
+}
+
+// TestPIDNamespaceCallerIsTranslated: a caller in its own PID namespace
+// (unshare -pf) names itself as PID 1; the lease is owned by the same
+// process as the daemon sees it, never by host PID 1 or whatever else
+// has the caller's local PID, and a PID absent from its namespace is
+// refused naming the field.
+func TestPIDNamespaceCallerIsTranslated(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skipf("needs unshare(1): %v", err)
+	}
+	if out, err := exec.Command("unshare", "-pf", "true").CombinedOutput(); err != nil {
+		t.Skipf("the kernel or sandbox forbids new PID namespaces (unshare -pf true: %v: %s)", err, out)
+	}
+	d := startDaemon(t, testConfig(t))
+	cmd := exec.Command("unshare", "-pf", "--kill-child", os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=ns-acquire", "PORTBROKER_TEST_ADDR="+d.addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	lines := bufio.NewScanner(stdout)
+	var got []string
+	for len(got) < 3 && lines.Scan() {
+		got = append(got, lines.Text())
+	}
+	if len(got) != 3 {
+		t.Fatalf("child printed %q", got)
+	}
+	var owners [2]int
+	for i := range 2 {
+		if _, err := fmt.Sscanf(got[i], "owner %d", &owners[i]); err != nil {
+			t.Fatalf("lease %d: %q", i, got[i])
+		}
+	}
+	if owners[0] != owners[1] {
+		t.Errorf("owner_pid 1 in the namespace gave owner %d, owner_pid 0 gave %d; want the same process", owners[0], owners[1])
+	}
+	self, _ := os.Readlink("/proc/self/ns/pid")
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", owners[0]))
+	if err != nil || ns == self {
+		t.Errorf("owner %d lives in PID namespace %q (%v); want the child's, not the daemon's %q", owners[0], ns, err, self)
+	}
+	if nspid := readNSpidLine(t, owners[0]); !strings.HasSuffix(nspid, "\t1") {
+		t.Errorf("owner %d has NSpid %q; want it to be PID 1 in its namespace", owners[0], nspid)
+	}
+	if !strings.HasPrefix(got[2], "InvalidArgument owner_pid: ") {
+		t.Errorf("a PID absent from the caller's namespace: %q; want InvalidArgument naming owner_pid", got[2])
+	}
+}
+
+func readNSpidLine(t *testing.T, pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "NSpid:") {
+			return line
+		}
+	}
+	return ""
 }

@@ -26,6 +26,10 @@ type Identity struct {
 	// (loopback TCP where the OS socket table does not say); then PID,
 	// UID and Admin are zero.
 	Known bool
+	// PIDNamespace is the peer's PID namespace on Linux ("pid:[INODE]"),
+	// when it could be read: PIDs the peer sends are translated from it
+	// (TranslatePID).
+	PIDNamespace string
 	// TCP is true for a loopback TCP peer. Its calls need the token even
 	// when the OS named the peer, and a PID of 0 (no single process holds
 	// the peer's socket) leaves the caller unable to ask for kills.
@@ -42,9 +46,12 @@ func ConnIdentity(c net.Conn) (Identity, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		id, err := tcpPeer(tc)
 		id.TCP = true
+		id.PIDNamespace = pidNamespace(id.PID)
 		return id, err
 	}
-	return localPeer(c)
+	id, err := localPeer(c)
+	id.PIDNamespace = pidNamespace(id.PID)
+	return id, err
 }
 
 // CredentialsOption configures ServerCredentials.

@@ -203,7 +203,7 @@ func TestTCPIdentityFromSocketTable(t *testing.T) {
 	want := Identity{TCP: true}
 	if runtime.GOOS == "linux" {
 		uid := os.Getuid()
-		want = Identity{PID: os.Getpid(), UID: strconv.Itoa(uid), Admin: uid == 0, Known: true, TCP: true}
+		want = Identity{PID: os.Getpid(), UID: strconv.Itoa(uid), Admin: uid == 0, Known: true, TCP: true, PIDNamespace: pidNamespace(os.Getpid())}
 	}
 	if got := calls[0]; !got.ok || got.id != want {
 		t.Errorf("IdentityFrom over TCP = %+v, %v; want %+v, true", got.id, got.ok, want)

@@ -1,0 +1,30 @@
+package rpcserver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/portbroker/portbroker/broker"
+)
+
+// PIDFunc turns a PID as the caller named it (in its own PID namespace)
+// into the PID of the same process as the broker sees it, or fails when
+// there is none.
+type PIDFunc func(ctx context.Context, pid int) (int, error)
+
+// SetPIDTranslator makes AcquireLease translate owner_pid and launcher_pid
+// through f before the broker sees them. Without it PIDs are taken as sent.
+func (s *Server) SetPIDTranslator(f PIDFunc) { s.pids = f }
+
+// callerPID translates one PID field of a request; 0 and negative PIDs
+// pass unchanged, for the broker to interpret or refuse.
+func (s *Server) callerPID(ctx context.Context, field string, pid int32) (int, error) {
+	if s.pids == nil || pid <= 0 {
+		return int(pid), nil
+	}
+	host, err := s.pids(ctx, int(pid))
+	if err != nil {
+		return 0, &broker.FieldError{Field: field, Rule: fmt.Sprintf("must name a process the caller can see: %v", err)}
+	}
+	return host, nil
+}
