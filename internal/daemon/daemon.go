@@ -171,11 +171,17 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	if err != nil {
 		return nil, fmt.Errorf("watch owner processes: %w", err)
 	}
-	deps := broker.Deps{Store: markedStore{Store: d.store, mark: d.mark}, Processes: host, Prober: host, Watcher: watcher}
+	// Strings from the OS reach leases, the store and replies only as
+	// valid UTF-8 (see validText).
+	deps := broker.Deps{Store: markedStore{Store: d.store, mark: d.mark}, Processes: validProcesses{host}, Prober: host, Watcher: watcher}
 	// Platforms that can find and stop processes say so by implementing
 	// these; without them InspectPort names no holders and kills are refused.
-	deps.Inspector, _ = host.(broker.ProcessInspector)
-	deps.Holders, _ = host.(broker.PortHolders)
+	if i, ok := host.(broker.ProcessInspector); ok {
+		deps.Inspector = validInspector{i}
+	}
+	if h, ok := host.(broker.PortHolders); ok {
+		deps.Holders = validHolders{h}
+	}
 	deps.Killer, _ = host.(broker.Killer)
 	d.broker, err = broker.Open(ctx, broker.Config{
 		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
