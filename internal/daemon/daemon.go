@@ -37,6 +37,9 @@ const (
 	PIDFile   = "portbrokerd.pid"
 )
 
+// connectionSetup bounds a connection's handshake (TLS on TCP).
+const connectionSetup = 5 * time.Second
+
 // shutdownGrace bounds how long in-flight calls may take once a stop is asked.
 const shutdownGrace = 10 * time.Second
 
@@ -133,6 +136,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		// Report the port the OS picked for tcp://127.0.0.1:0.
 		d.cfg.Addr = "tcp://" + tcp.String()
 	}
+	d.ln = ipc.LimitConns(d.ln, ipc.DefaultConnsPerUser, log)
 	d.pidPath = filepath.Join(cfg.StateDir, PIDFile)
 	if err := writePIDFile(d.pidPath, d.cfg.Addr); err != nil {
 		return nil, err
@@ -208,6 +212,9 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	tokUnary, tokStream := ipc.TokenInterceptors(token, tokenPath)
 	d.gs = grpc.NewServer(
 		grpc.Creds(ipc.ServerCredentials(creds...)),
+		// A connection that does not finish its handshake soon holds a
+		// per-user slot and a descriptor for nothing.
+		grpc.ConnectionTimeout(connectionSetup),
 		// Reused stream workers keep their grown stacks; a goroutine per
 		// call grows a new one each time (about a tenth of a call's CPU).
 		grpc.NumStreamWorkers(uint32(4*runtime.NumCPU())),

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,4 +406,79 @@ func readNSpidLine(t *testing.T, pid int) string {
 		}
 	}
 	return ""
+}
+
+func init() {
+	// flood opens $PORTBROKER_TEST_FLOOD idle connections to the daemon's
+	// socket, prints how many connected, and holds them until killed.
+	childModes["flood"] = func() {
+		n, _ := strconv.Atoi(os.Getenv("PORTBROKER_TEST_FLOOD"))
+		path := strings.TrimPrefix(os.Getenv("PORTBROKER_TEST_ADDR"), "unix://")
+		var conns []net.Conn
+		for range n {
+			c, err := net.DialTimeout("unix", path, 5*time.Second)
+			if err != nil {
+				break
+			}
+			conns = append(conns, c)
+		}
+		fmt.Println(len(conns))
+		time.Sleep(time.Hour)
+	}
+}
+
+// TestIdleConnectionFloodLeavesOwnerServed: another user in the socket's
+// group opens many more idle connections than the daemon has descriptors
+// (RLIMIT_NOFILE lowered to 128); the per-user cap closes the excess at
+// accept, and the owner's calls, on new connections, still succeed.
+func TestIdleConnectionFloodLeavesOwnerServed(t *testing.T) {
+	testuser.Skip(t)
+	other := testuser.Add(t)
+	base, exe := testuser.SharedDir(t)
+	cfg := Config{
+		Addr:        "unix://" + filepath.Join(base, "run", "s.sock"),
+		StateDir:    filepath.Join(base, "state"),
+		SocketGroup: other.Name,
+	}
+	daemon := startDaemonProcess(t, cfg)
+	limit := syscall.Rlimit{Cur: 128, Max: 128}
+	if err := prlimitNOFILE(daemon.Process.Pid, &limit); err != nil {
+		t.Fatalf("lower the daemon's RLIMIT_NOFILE: %v", err)
+	}
+
+	flood := exec.Command(exe, "-test.run=^$")
+	flood.Dir = base
+	flood.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=flood", "PORTBROKER_TEST_ADDR="+cfg.Addr, "PORTBROKER_TEST_FLOOD=600")
+	flood.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: other.UID, Gid: other.GID, Groups: []uint32{}}}
+	out, err := flood.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		flood.Process.Kill()
+		flood.Wait()
+	})
+	var connected int
+	if _, err := fmt.Fscan(out, &connected); err != nil {
+		t.Fatalf("flooding client: %v", err)
+	}
+	if connected < 200 {
+		t.Fatalf("the flood opened only %d connections; want more than the daemon's 128 descriptors", connected)
+	}
+	for i := range 3 {
+		conn, err := newTestConn(cfg.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = brokerpb.NewBrokerServiceClient(conn).GetStatus(ctx, &brokerpb.GetStatusRequest{})
+		cancel()
+		conn.Close()
+		if err != nil {
+			t.Fatalf("owner's call %d during the flood: %v", i, err)
+		}
+	}
 }

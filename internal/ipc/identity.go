@@ -43,6 +43,9 @@ type Identity struct {
 // a TCP peer is unknown. It fails when a local transport, or the socket
 // table, cannot name its peer.
 func ConnIdentity(c net.Conn) (Identity, error) {
+	if lc, ok := c.(*limitedConn); ok {
+		return lc.peerIdentity()
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		id, err := tcpPeer(tc)
 		id.TCP = true
@@ -98,11 +101,11 @@ type serverCreds struct {
 }
 
 func (c *serverCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	_, isTCP := conn.(*net.TCPConn)
+	id, err := ConnIdentity(conn)
+	isTCP := id.TCP || isTCPConn(conn)
 	if isTCP && c.tls == nil {
 		return nil, nil, errors.New("loopback TCP without the daemon's TLS certificate: refused")
 	}
-	id, err := ConnIdentity(conn)
 	if err != nil {
 		if !isTCP {
 			c.log.Warn("connection refused: cannot identify the caller", "remote", conn.RemoteAddr().String(), "err", err)
@@ -127,6 +130,14 @@ func (c *serverCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Auth
 		conn = tc
 	}
 	return conn, authInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: level}, id: id}, nil
+}
+
+func isTCPConn(c net.Conn) bool {
+	if lc, ok := c.(*limitedConn); ok {
+		c = lc.Conn
+	}
+	_, ok := c.(*net.TCPConn)
+	return ok
 }
 
 var errServerOnly = errors.New("portbroker server credentials: client handshake is not supported; dial with DialOptions")
