@@ -91,4 +91,3 @@ func (c *limitedConn) Close() error {
 
 // peerIdentity is the identity of a connection accepted by LimitConns.
 func (c *limitedConn) peerIdentity() (Identity, error) { return c.id, c.idErr }
-
