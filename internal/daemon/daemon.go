@@ -194,7 +194,10 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		Orphans:  cfg.Orphans,
 		Grace:    cfg.Grace,
 		Limits:   cfg.Limits,
-		Kill:     broker.KillPolicy{SelfPID: os.Getpid(), User: user, Admin: admin, Protected: cfg.Protected},
+		// A socket group makes the daemon shared: each user gets a share
+		// of the pool and names another user holds are refused naming them.
+		Shared: broker.SharedPolicy{Enabled: cfg.SocketGroup != ""},
+		Kill:   broker.KillPolicy{SelfPID: os.Getpid(), User: user, Admin: admin, Protected: cfg.Protected},
 	}, deps)
 	if err != nil {
 		watcher.Close()

@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/portbroker/portbroker/broker"
 	"github.com/portbroker/portbroker/internal/ipc"
 	"github.com/portbroker/portbroker/internal/testuser"
 	"github.com/portbroker/portbroker/platform/unix"
@@ -480,5 +482,125 @@ func TestIdleConnectionFloodLeavesOwnerServed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("owner's call %d during the flood: %v", i, err)
 		}
+	}
+}
+
+func init() {
+	// shared-user runs as the second user of a shared daemon: it leases
+	// until the pool refuses, asks for the first user's name, names the
+	// first user's process as its launcher and inspects the first user's
+	// port, printing one line each.
+	childModes["shared-user"] = func() {
+		env := func(k string) string { return os.Getenv("PORTBROKER_TEST_" + k) }
+		num := func(k string) int { n, _ := strconv.Atoi(env(k)); return n }
+		conn, err := newTestConn(env("ADDR"))
+		if err != nil {
+			os.Exit(2)
+		}
+		rpc := brokerpb.NewBrokerServiceClient(conn)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		got := 0
+		var last error
+		for i := range 100 {
+			if _, last = rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: fmt.Sprintf("mine-%d", i)}); last != nil {
+				break
+			}
+			got++
+		}
+		st := status.Convert(last)
+		fmt.Printf("leased %d then %s %s\n", got, st.Code(), st.Message())
+		_, err = rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "backend"})
+		st = status.Convert(err)
+		fmt.Printf("name %s %s\n", st.Code(), st.Message())
+		_, err = rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "launched", LauncherPid: int32(num("ROOT_PID"))})
+		st = status.Convert(err)
+		fmt.Printf("launcher %s %s\n", st.Code(), st.Message())
+		res, err := rpc.InspectPort(ctx, &brokerpb.InspectPortRequest{Port: uint32(num("ROOT_PORT"))})
+		if err != nil || len(res.GetHolders()) == 0 {
+			fmt.Printf("inspect failed %v\n", err)
+			return
+		}
+		h := res.GetHolders()[0]
+		fmt.Printf("inspect pid=%d exe=%q args=%d\n", h.GetPid(), h.GetExe(), len(h.GetCmdline()))
+	}
+}
+
+// TestSharedModeFairness: two users share a daemon (a socket group) with
+// a pool of 8 ports. The second user gets half the pool and is refused
+// the rest, naming the share; the first user can still lease; a name the
+// first user holds is refused naming that user; the second user cannot
+// name the first user's process as a launcher, and sees neither its
+// executable nor its arguments, which the first user (root) sees.
+func TestSharedModeFairness(t *testing.T) {
+	testuser.Skip(t)
+	other := testuser.Add(t)
+	base, exe := testuser.SharedDir(t)
+	cfg := Config{
+		Addr:         "unix://" + filepath.Join(base, "run", "s.sock"),
+		StateDir:     filepath.Join(base, "state"),
+		PollInterval: time.Second,
+		SocketGroup:  other.Name,
+		Range:        broker.PortRange{First: 31900, Last: 31907},
+	}
+	d := startDaemon(t, cfg)
+	ctx := ctxT(t)
+	rpc := brokerpb.NewBrokerServiceClient(dial(t, d.addr))
+	owner := startChild(t)
+	if _, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "backend", OwnerPid: int32(owner.Process.Pid)}); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command(os.Args[0], "-test.run=^$", "--secret=hunter2")
+	holder.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=listen")
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		holder.Process.Kill()
+		holder.Wait()
+	})
+	var heldPort int
+	if _, err := fmt.Fscan(out, &heldPort); err != nil {
+		t.Fatalf("listening child: %v", err)
+	}
+
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Dir = base
+	cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=shared-user", "PORTBROKER_TEST_ADDR="+d.addr,
+		"PORTBROKER_TEST_ROOT_PID="+strconv.Itoa(owner.Process.Pid), "PORTBROKER_TEST_ROOT_PORT="+strconv.Itoa(heldPort))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: other.UID, Gid: other.GID, Groups: []uint32{}}}
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("second user's client: %v: %s", err, got)
+	}
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("second user printed %q", got)
+	}
+	if !strings.HasPrefix(lines[0], "leased 4 then ResourceExhausted ") || !strings.Contains(lines[0], "share of the shared pool") {
+		t.Errorf("second user's leases: %q; want 4 (half of 8) then ResourceExhausted naming the share", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "name AlreadyExists ") || !strings.Contains(lines[1], "leased by user 0") {
+		t.Errorf("second user asking for the first user's name: %q; want AlreadyExists naming user 0", lines[1])
+	}
+	if !strings.HasPrefix(lines[2], "launcher PermissionDenied launcher_pid: ") {
+		t.Errorf("second user naming the first user's process as launcher: %q; want PermissionDenied on launcher_pid", lines[2])
+	}
+	if want := fmt.Sprintf("inspect pid=%d exe=\"\" args=0", holder.Process.Pid); lines[3] != want {
+		t.Errorf("second user's view of the first user's holder: %q; want %q", lines[3], want)
+	}
+	// The first user still has its part of the pool.
+	for i := range 3 {
+		if _, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: fmt.Sprintf("root-%d", i), OwnerPid: int32(owner.Process.Pid)}); err != nil {
+			t.Errorf("first user's lease %d after the second user took its share: %v", i, err)
+		}
+	}
+	res, err := rpc.InspectPort(ctx, &brokerpb.InspectPortRequest{Port: uint32(heldPort)})
+	if err != nil || len(res.GetHolders()) == 0 || !slices.Contains(res.GetHolders()[0].GetCmdline(), "--secret=hunter2") {
+		t.Errorf("the first user's own view of its holder: %v, %v; want its command line", res.GetHolders(), err)
 	}
 }

@@ -28,3 +28,23 @@ func (s *Server) callerPID(ctx context.Context, field string, pid int32) (int, e
 	}
 	return host, nil
 }
+
+// redactForeign hides the executable path and command line of processes
+// that belong to another user than the caller, unless the caller is an
+// administrator: on a shared daemon they would tell a user what another
+// user's processes run with (arguments often carry secrets), which the OS
+// would not show them. The PID, name and user stay, so the caller still
+// learns who holds the port.
+func redactForeign(c broker.Caller, ps []broker.ProcessInfo) []broker.ProcessInfo {
+	if c.Admin || c.User == "" {
+		return ps
+	}
+	out := make([]broker.ProcessInfo, len(ps))
+	for i, p := range ps {
+		if p.User != c.User {
+			p.Exe, p.Cmdline = "", nil
+		}
+		out[i] = p
+	}
+	return out
+}

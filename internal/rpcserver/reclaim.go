@@ -15,7 +15,7 @@ func (s *Server) InspectPort(ctx context.Context, req *brokerpb.InspectPortReque
 	out := &brokerpb.InspectPortResponse{
 		Port:              uint32(rep.Port),
 		Protocol:          protocolToPB(rep.Protocol),
-		Holders:           processesToPB(rep.Holders),
+		Holders:           processesToPB(redactForeign(s.caller(ctx), rep.Holders)),
 		Bind:              brokerpb.BindResult_BIND_RESULT_FREE,
 		Fix:               rep.Fix,
 		EphemeralPosition: positionToPB(rep.Position),
