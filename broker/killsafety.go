@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -89,4 +90,17 @@ func (p KillPolicy) protected(name string) bool {
 		}
 	}
 	return false
+}
+
+// stopFix is the fix InspectPort suggests for a port holder: stopping it,
+// only when the kill-safety rules would let the daemon's own user stop
+// it; otherwise another port, with the reason, so the advice never
+// points at init, a kernel thread, a system process or another user's.
+func (p KillPolicy) stopFix(h ProcessInfo, port uint16) string {
+	err := p.mayKill(Caller{Broker: true, User: p.User, Admin: p.Admin}, nil, h)
+	var refused *KillRefusedError
+	if !errors.As(err, &refused) {
+		return fmt.Sprintf("stop %s, or run: brokerctl reclaim %d --kill", h.Process, port)
+	}
+	return fmt.Sprintf("use another port: %s holds %d and is not to be stopped (%s)", h.Process, port, refused.Reason)
 }

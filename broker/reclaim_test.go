@@ -438,3 +438,30 @@ func TestLimits(t *testing.T) {
 // asker is a caller the transport identified, as kill requests need: a
 // PID the fake process table does not hold, so it has no ancestors there.
 var asker = Caller{PID: 9999}
+
+func TestStopFixNeverSuggestsStoppingTheUnstoppable(t *testing.T) {
+	policy := KillPolicy{SelfPID: 50, User: "1000", Protected: []string{"sshd"}}
+	proc := func(pid int, name, user string) ProcessInfo {
+		return ProcessInfo{Process: Process{PID: pid, Name: name, User: user}}
+	}
+	tests := []struct {
+		holder ProcessInfo
+		want   string
+	}{
+		{proc(500, "uvicorn", "1000"), "stop pid 500"},
+		{proc(1, "bash", "0"), "use another port"},
+		{ProcessInfo{Process: Process{PID: 2, Name: "kthreadd", User: "0"}, KernelThread: true}, "use another port"},
+		{ProcessInfo{Process: Process{PID: 700, Name: "x", User: "1000"}, System: true}, "use another port"},
+		{proc(701, "sshd", "1000"), "use another port"},
+		{proc(800, "postgres", "1001"), "use another port"},
+	}
+	for _, tt := range tests {
+		got := policy.stopFix(tt.holder, 8000)
+		if !strings.HasPrefix(got, tt.want) {
+			t.Errorf("fix for %v = %q; want it to start %q", tt.holder.Process, got, tt.want)
+		}
+		if tt.want != "stop pid 500" && strings.Contains(got, "reclaim") {
+			t.Errorf("fix for %v = %q suggests a reclaim", tt.holder.Process, got)
+		}
+	}
+}

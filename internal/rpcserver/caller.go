@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/portbroker/portbroker/broker"
+	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 )
 
 // PIDFunc turns a PID as the caller named it (in its own PID namespace)
@@ -47,4 +48,13 @@ func redactForeign(c broker.Caller, ps []broker.ProcessInfo) []broker.ProcessInf
 		out[i] = p
 	}
 	return out
+}
+
+// checkProtocol refuses a protocol value outside the enum as the caller
+// sent it (-1 stays -1), before conversion could fold it into another.
+func checkProtocol(p brokerpb.Protocol) error {
+	if _, ok := brokerpb.Protocol_name[int32(p)]; ok {
+		return nil
+	}
+	return &broker.FieldError{Field: "protocol", Rule: fmt.Sprintf("unknown value %d: want PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_TCP_UDP", int32(p))}
 }

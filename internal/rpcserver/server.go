@@ -86,6 +86,9 @@ func UnaryDeadline(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handle
 }
 
 func (s *Server) AcquireLease(ctx context.Context, req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	if err := checkProtocol(req.GetProtocol()); err != nil {
+		return nil, toStatus(err)
+	}
 	owner, err := s.callerPID(ctx, "owner_pid", req.GetOwnerPid())
 	if err != nil {
 		return nil, toStatus(err)
