@@ -135,6 +135,9 @@ func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
 		if a.launcher, err = b.lookup("launcher_pid", req.LauncherPID); err != nil {
 			return a, err
 		}
+		if err := sameUserAsCaller("launcher_pid", req.Caller, a.launcher); err != nil {
+			return a, err
+		}
 	}
 	return a, nil
 }
@@ -173,14 +176,14 @@ func (b *Broker) acquireLocked(req AcquireRequest, a acquireArgs) (AcquireResult
 		if e.ownerGone || !b.alive(e.Owner) {
 			return AcquireResult{}, nil, e, nil
 		}
-		return AcquireResult{}, nil, nil, fmt.Errorf("name %s is leased to %s on port %d: %w", a.key, e.Owner, e.Port, ErrNameTaken)
+		return AcquireResult{}, nil, nil, b.nameTaken(a.key, e.Lease, a.owner)
 	}
 
 	if len(b.byID) >= b.cfg.Limits.Leases {
 		return AcquireResult{}, nil, nil, fmt.Errorf("the daemon holds %d leases, its limit (limits.leases): %w", len(b.byID), ErrLeaseLimit)
 	}
-	if n := b.perUser[a.owner.User]; n >= b.cfg.Limits.LeasesPerUser {
-		return AcquireResult{}, nil, nil, fmt.Errorf("user %s holds %d leases, the per-user limit (limits.leases_per_user): %w", a.owner.User, n, ErrUserLimit)
+	if limit, rule := b.userLimit(); b.perUser[a.owner.User] >= limit {
+		return AcquireResult{}, nil, nil, fmt.Errorf("user %s holds %d leases, %s: %w", a.owner.User, b.perUser[a.owner.User], rule, ErrUserLimit)
 	}
 	now := time.Now()
 	var res AcquireResult

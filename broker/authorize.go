@@ -4,7 +4,7 @@ import "fmt"
 
 // daemonCaller is the identity the broker acts under on its own behalf.
 func (b *Broker) daemonCaller() Caller {
-	return Caller{User: b.cfg.Kill.User, Admin: b.cfg.Kill.Admin}
+	return Caller{User: b.cfg.Kill.User, Admin: b.cfg.Kill.Admin, Broker: true}
 }
 
 // mayChange applies the lease rule: a lease may be released, renewed or

@@ -31,6 +31,8 @@ type Config struct {
 	Kill KillPolicy
 	// Limits caps what callers may hold; zero fields take the defaults.
 	Limits Limits
+	// Shared holds the fairness rules of a daemon several users share.
+	Shared SharedPolicy
 }
 
 // Limits caps leases and watchers so that one runaway client cannot

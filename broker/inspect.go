@@ -72,7 +72,7 @@ func (b *Broker) InspectPort(ctx context.Context, port int, proto Protocol) (Por
 		r.Bind = be
 		r.Fix = be.Fix
 		if be.Class == BindInUse && len(r.Holders) > 0 {
-			r.Fix = fmt.Sprintf("stop %s, or run: brokerctl reclaim %d --kill", r.Holders[0].Process, r.Port)
+			r.Fix = b.cfg.Kill.stopFix(r.Holders[0], r.Port)
 		}
 	}
 	if r.Lease != nil && r.Bind != nil {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -43,6 +44,10 @@ func (p KillPolicy) mayKill(caller Caller, ancestors map[int]bool, t ProcessInfo
 		return &KillRefusedError{PID: t.PID, Name: t.Name, Reason: fmt.Sprintf(format, args...)}
 	}
 	switch {
+	case caller.PID == 0 && !caller.Broker:
+		// Without the caller's PID neither it nor its ancestors can be
+		// told apart from the target.
+		return refuse("the caller could not be identified (its PID is unknown), so it cannot be kept from stopping itself or its shell; call over the unix socket or named pipe")
 	case t.PID <= 1:
 		return refuse("PID %d belongs to the kernel or init", t.PID)
 	case t.KernelThread:
@@ -63,7 +68,8 @@ func (p KillPolicy) mayKill(caller Caller, ancestors map[int]bool, t ProcessInfo
 	}
 	user := caller.User
 	if user == "" {
-		// A caller the transport could not identify acts as the daemon's user.
+		// A caller whose user the transport could not tell reached a
+		// per-user endpoint: it acts as the daemon's user.
 		user = p.User
 	}
 	switch {
@@ -84,4 +90,17 @@ func (p KillPolicy) protected(name string) bool {
 		}
 	}
 	return false
+}
+
+// stopFix is the fix InspectPort suggests for a port holder: stopping it,
+// only when the kill-safety rules would let the daemon's own user stop
+// it; otherwise another port, with the reason, so the advice never
+// points at init, a kernel thread, a system process or another user's.
+func (p KillPolicy) stopFix(h ProcessInfo, port uint16) string {
+	err := p.mayKill(Caller{Broker: true, User: p.User, Admin: p.Admin}, nil, h)
+	var refused *KillRefusedError
+	if !errors.As(err, &refused) {
+		return fmt.Sprintf("stop %s, or run: brokerctl reclaim %d --kill", h.Process, port)
+	}
+	return fmt.Sprintf("use another port: %s holds %d and is not to be stopped (%s)", h.Process, port, refused.Reason)
 }

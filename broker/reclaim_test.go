@@ -44,8 +44,10 @@ func TestKillSafety(t *testing.T) {
 		{"other user, admin caller, user daemon", Caller{PID: 60, User: "0", Admin: true}, policy, proc(800, "postgres", "1001"), "belongs to user 1001"},
 		{"other user, admin caller, admin daemon", Caller{PID: 60, User: "0", Admin: true}, KillPolicy{SelfPID: 50, User: "0", Admin: true}, proc(800, "postgres", "1001"), ""},
 		{"unknown user", caller, policy, proc(801, "x", ""), "cannot be determined"},
-		{"unidentified caller acts as daemon user", Caller{}, policy, proc(500, "uvicorn", "1000"), ""},
-		{"unidentified caller, other user", Caller{}, policy, proc(800, "postgres", "1001"), "belongs to user 1001"},
+		{"unidentified caller may not stop even its own user's process", Caller{}, policy, proc(500, "uvicorn", "1000"), "could not be identified"},
+		{"caller with a user but no PID", Caller{User: "1000"}, policy, proc(500, "uvicorn", "1000"), "could not be identified"},
+		{"the broker itself acts as daemon user", Caller{Broker: true}, policy, proc(500, "uvicorn", "1000"), ""},
+		{"the broker itself, other user", Caller{Broker: true}, policy, proc(800, "postgres", "1001"), "belongs to user 1001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +82,7 @@ func TestReclaimPortStopsTree(t *testing.T) {
 		}
 		// Lease 8001 too, to see the lease part of the reclaim.
 		h.holds[8001] = []int{201}
-		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Port: 8000, Kill: true})
+		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Caller: asker, Port: 8000, Kill: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +134,7 @@ func TestReclaimForcesStubbornProcess(t *testing.T) {
 		h.stubborn[200] = true
 		h.holds[8000] = []int{200}
 		start := time.Now()
-		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Port: 8000, Kill: true})
+		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Caller: asker, Port: 8000, Kill: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +155,7 @@ func TestReclaimForceSkipsGrace(t *testing.T) {
 		r, h := newHostRig(t, Config{Grace: time.Hour})
 		h.spawnChild(200, 0)
 		h.holds[8000] = []int{200}
-		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Port: 8000, Kill: true, Force: true})
+		res, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Caller: asker, Port: 8000, Kill: true, Force: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,10 +327,10 @@ func TestAcquireReclaimStopsOrphanOfSameName(t *testing.T) {
 
 		h.spawnChild(500, 0)
 		h.spawnChild(501, 500)
-		_, err := r.b.Acquire(context.Background(), AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 501, LauncherPID: 500})
+		_, err := r.b.Acquire(context.Background(), AcquireRequest{Caller: asker, Name: "backend", Port: 8000, OwnerPID: 501, LauncherPID: 500})
 		mustErr(t, err, ErrNameTaken)
 
-		res := r.acquire(AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 501, LauncherPID: 500, Reclaim: true})
+		res := r.acquire(AcquireRequest{Caller: asker, Name: "backend", Port: 8000, OwnerPID: 501, LauncherPID: 500, Reclaim: true})
 		if res.Lease.Port != 8000 || res.Lease.ID == old.ID {
 			t.Errorf("got %+v, want a new lease on 8000", res.Lease)
 		}
@@ -347,7 +349,7 @@ func TestAcquireReclaimNeverStopsUnrelated(t *testing.T) {
 		}
 		h.spawnChild(600, 0) // unrelated process takes 8000
 		h.holds[8000] = []int{600}
-		res := r.acquire(AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 102, Reclaim: true})
+		res := r.acquire(AcquireRequest{Caller: asker, Name: "backend", Port: 8000, OwnerPID: 102, Reclaim: true})
 		if res.Lease.Port == 8000 || res.FallbackReason == "" {
 			t.Errorf("got port %d (fallback %q), want a fallback", res.Lease.Port, res.FallbackReason)
 		}
@@ -360,7 +362,7 @@ func TestAcquireReclaimNeverStopsUnrelated(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.holds[8000] = []int{102}
-		res = r.acquire(AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 103, Reclaim: true})
+		res = r.acquire(AcquireRequest{Caller: asker, Name: "backend", Port: 8000, OwnerPID: 103, Reclaim: true})
 		if res.Lease.Port != 8000 || h.isAlive(102) {
 			t.Errorf("got port %d, previous owner alive %v; want 8000 after stopping it", res.Lease.Port, h.isAlive(102))
 		}
@@ -430,5 +432,36 @@ func TestLimits(t *testing.T) {
 		t.Errorf("watcher after one closed: %v", err)
 	} else {
 		sub.Close()
+	}
+}
+
+// asker is a caller the transport identified, as kill requests need: a
+// PID the fake process table does not hold, so it has no ancestors there.
+var asker = Caller{PID: 9999}
+
+func TestStopFixNeverSuggestsStoppingTheUnstoppable(t *testing.T) {
+	policy := KillPolicy{SelfPID: 50, User: "1000", Protected: []string{"sshd"}}
+	proc := func(pid int, name, user string) ProcessInfo {
+		return ProcessInfo{Process: Process{PID: pid, Name: name, User: user}}
+	}
+	tests := []struct {
+		holder ProcessInfo
+		want   string
+	}{
+		{proc(500, "uvicorn", "1000"), "stop pid 500"},
+		{proc(1, "bash", "0"), "use another port"},
+		{ProcessInfo{Process: Process{PID: 2, Name: "kthreadd", User: "0"}, KernelThread: true}, "use another port"},
+		{ProcessInfo{Process: Process{PID: 700, Name: "x", User: "1000"}, System: true}, "use another port"},
+		{proc(701, "sshd", "1000"), "use another port"},
+		{proc(800, "postgres", "1001"), "use another port"},
+	}
+	for _, tt := range tests {
+		got := policy.stopFix(tt.holder, 8000)
+		if !strings.HasPrefix(got, tt.want) {
+			t.Errorf("fix for %v = %q; want it to start %q", tt.holder.Process, got, tt.want)
+		}
+		if tt.want != "stop pid 500" && strings.Contains(got, "reclaim") {
+			t.Errorf("fix for %v = %q suggests a reclaim", tt.holder.Process, got)
+		}
 	}
 }

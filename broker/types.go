@@ -200,4 +200,8 @@ type Caller struct {
 	User string
 	// Admin is true for root or an elevated Windows administrator.
 	Admin bool
+	// Broker marks the broker acting on its own behalf (stopping an
+	// orphan); a transport never sets it. Any other caller without a PID
+	// may not stop processes: kill safety needs to know who asks.
+	Broker bool
 }

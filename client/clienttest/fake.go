@@ -105,10 +105,18 @@ func ServeUntil(t testing.TB, srv brokerpb.BrokerServiceServer) (addr string, st
 	if err != nil {
 		t.Fatal(err)
 	}
+	var opts []grpc.ServerOption
 	if runtime.GOOS == "windows" {
 		addr = "tcp://" + ln.Addr().String()
+		// Over TCP clients talk only to the daemon whose certificate they pin.
+		cert, path, err := ipc.NewDaemonCert(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(ipc.EnvCertFile, path)
+		opts = append(opts, grpc.Creds(ipc.ServerCredentials(ipc.WithTLS(cert))))
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	brokerpb.RegisterBrokerServiceServer(s, srv)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()

@@ -6,6 +6,8 @@ import (
 	"os/user"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 )
@@ -16,7 +18,7 @@ import (
 func (c *cli) describePort(w io.Writer, r *brokerpb.InspectPortResponse) {
 	fmt.Fprintf(w, "port %d/%s\n", r.GetPort(), protocolName(r.GetProtocol()))
 	field := func(key, format string, args ...any) {
-		fmt.Fprintf(w, "  %-10s %s\n", key+":", fmt.Sprintf(format, args...))
+		fmt.Fprintf(w, "  %-10s %s\n", key+":", printable(fmt.Sprintf(format, args...)))
 	}
 	if l := r.GetLease(); l != nil {
 		line := fmt.Sprintf("%s/%s (id %s), owner %s", l.GetNamespace(), l.GetName(), l.GetId(), procName(l.GetOwnerPid(), l.GetOwnerName()))
@@ -74,9 +76,9 @@ func (c *cli) describeProcess(w io.Writer, p *brokerpb.Process) {
 	if p.GetSystem() {
 		line += ", a system process"
 	}
-	fmt.Fprintf(w, "  %-10s %s\n", "holder:", line)
+	fmt.Fprintf(w, "  %-10s %s\n", "holder:", printable(line))
 	sub := func(key, format string, args ...any) {
-		fmt.Fprintf(w, "    %-9s %s\n", key+":", fmt.Sprintf(format, args...))
+		fmt.Fprintf(w, "    %-9s %s\n", key+":", printable(fmt.Sprintf(format, args...)))
 	}
 	if cmd := p.GetCmdline(); len(cmd) > 0 {
 		sub("command", "%s", strings.Join(cmd, " "))
@@ -108,15 +110,53 @@ func procName(pid int32, name string) string {
 	if name == "" {
 		return fmt.Sprintf("pid %d", pid)
 	}
-	return fmt.Sprintf("pid %d (%s)", pid, name)
+	return fmt.Sprintf("pid %d (%s)", pid, printable(name))
+}
+
+// printable escapes what a process could put in its name or arguments to
+// steer a terminal: control characters (C0, DEL, C1: escape sequences,
+// carriage returns), bidirectional overrides that reorder what is shown,
+// and bytes that are not UTF-8. Each becomes \xNN or \uNNNN.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if needsEscape(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x100 && needsEscape(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case needsEscape(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f
 }
 
 // userName turns a uid or SID into "name (uid)" when this host knows it.
 func userName(id string) string {
 	if u, err := user.LookupId(id); err == nil && u.Username != "" && u.Username != id {
-		return fmt.Sprintf("%s (%s)", u.Username, id)
+		return fmt.Sprintf("%s (%s)", printable(u.Username), printable(id))
 	}
-	return id
+	return printable(id)
 }
 
 func bindWords(b brokerpb.BindResult) string {

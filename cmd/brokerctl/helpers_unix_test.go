@@ -46,6 +46,9 @@ func helper(mode string) int {
 		if err != nil {
 			return fail(err)
 		}
+		if name := os.Getenv("HELPER_COMM"); name != "" {
+			setProcessName(name)
+		}
 		line := fmt.Sprintf("%d %d", os.Getpid(), ln.Addr().(*net.TCPAddr).Port)
 		if os.Getenv("HELPER_GRANDCHILD") == "1" {
 			gc, err := startHelper("wait", nil)

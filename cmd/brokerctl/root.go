@@ -55,7 +55,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	var f *failure
 	if errors.As(err, &f) {
 		// One plain line, for people and for scripts that capture it.
-		fmt.Fprintf(c.stderr, "brokerctl: %s\n", strings.Join(strings.Fields(f.Error()), " "))
+		fmt.Fprintf(c.stderr, "brokerctl: %s\n", printable(strings.Join(strings.Fields(f.Error()), " ")))
 		return exitFailure
 	}
 	fmt.Fprintf(c.stderr, "brokerctl: %s\nRun '%s --help' for usage.\n", strings.TrimRight(err.Error(), "\n"), cmd.CommandPath())

@@ -37,6 +37,9 @@ const (
 	PIDFile   = "portbrokerd.pid"
 )
 
+// connectionSetup bounds a connection's handshake (TLS on TCP).
+const connectionSetup = 5 * time.Second
+
 // shutdownGrace bounds how long in-flight calls may take once a stop is asked.
 const shutdownGrace = 10 * time.Second
 
@@ -57,11 +60,15 @@ type Daemon struct {
 	host    Host
 	fw      rpcserver.Firewall
 	pidPath string
+	mark    *commitMark
+	// warnings are what the daemon found wrong at start and keeps saying.
+	warnings []string
 }
 
 // callerOf turns the transport's identity into the core's caller. A TCP
-// caller that passed the token is unidentified: the core treats it as the
-// daemon's own user, which is who can read the token.
+// caller the OS could not name passed the token, so the core treats it as
+// the daemon's own user, who alone can read the token; without a PID it
+// may not ask for kills.
 func callerOf(ctx context.Context) broker.Caller {
 	id, _ := ipc.IdentityFrom(ctx)
 	return broker.Caller{PID: id.PID, User: id.UID, Admin: id.Admin}
@@ -108,53 +115,13 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 			d.Close()
 		}
 	}()
-	if d.store, err = openStore(cfg, log); err != nil {
+	if err := d.openStore(cfg, log); err != nil {
 		return nil, err
 	}
-	eph, err := host.EphemeralRange()
-	if err != nil {
-		return nil, fmt.Errorf("read the OS ephemeral port range: %w", err)
-	}
-	reserved, err := host.ReservedRanges()
-	if err != nil {
-		return nil, fmt.Errorf("read the OS reserved port ranges: %w", err)
-	}
-	watcher, err := host.NewExitWatcher(cfg.PollInterval)
-	if err != nil {
-		return nil, fmt.Errorf("watch owner processes: %w", err)
-	}
-	user, admin, err := currentUser()
-	if err != nil {
-		watcher.Close()
-		return nil, fmt.Errorf("identify the daemon's user: %w", err)
-	}
-	deps := broker.Deps{Store: d.store, Processes: host, Prober: host, Watcher: watcher}
-	// Platforms that can find and stop processes say so by implementing
-	// these; without them InspectPort names no holders and kills are refused.
-	deps.Inspector, _ = host.(broker.ProcessInspector)
-	deps.Holders, _ = host.(broker.PortHolders)
-	deps.Killer, _ = host.(broker.Killer)
-	d.broker, err = broker.Open(ctx, broker.Config{
-		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
-		Services: cfg.Services,
-		Logger:   log,
-		Orphans:  cfg.Orphans,
-		Grace:    cfg.Grace,
-		Limits:   cfg.Limits,
-		Kill:     broker.KillPolicy{SelfPID: os.Getpid(), User: user, Admin: admin, Protected: cfg.Protected},
-	}, deps)
-	if err != nil {
-		watcher.Close()
-		return nil, err
-	}
-	// Loopback TCP cannot tell who calls, so it needs a token only the
-	// daemon's user can read; sockets and pipes identify their peers.
-	var token, tokenPath string
-	if network, _, _ := ipc.ParseAddr(cfg.Addr); network == ipc.NetworkTCP {
-		if token, tokenPath, err = ipc.EnsureToken(cfg.StateDir); err != nil {
-			return nil, err
-		}
-	}
+	// Everything that can fail comes before broker.Open: it may begin
+	// stopping orphans, and a daemon that then failed to start would have
+	// stopped them for nothing. Holding the address first also means no
+	// stop begins while another daemon answers there.
 	var lopts []ipc.ListenOption
 	if cfg.SocketGroup != "" {
 		lopts = append(lopts, ipc.WithGroupName(cfg.SocketGroup))
@@ -169,18 +136,88 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		// Report the port the OS picked for tcp://127.0.0.1:0.
 		d.cfg.Addr = "tcp://" + tcp.String()
 	}
+	d.ln = ipc.LimitConns(d.ln, ipc.DefaultConnsPerUser, log)
 	d.pidPath = filepath.Join(cfg.StateDir, PIDFile)
 	if err := writePIDFile(d.pidPath, d.cfg.Addr); err != nil {
 		return nil, err
 	}
+	user, admin, err := currentUser()
+	if err != nil {
+		return nil, fmt.Errorf("identify the daemon's user: %w", err)
+	}
+	creds := []ipc.CredentialsOption{ipc.WithLogger(log)}
+	// Loopback TCP reaches every local user and whoever binds the port
+	// while the daemon is down: the daemon proves itself with a new
+	// certificate clients pin, and callers need a new token only the
+	// daemon's user can read; sockets and pipes identify their peers.
+	var token, tokenPath string
+	if network, _, _ := ipc.ParseAddr(cfg.Addr); network == ipc.NetworkTCP {
+		if token, tokenPath, err = ipc.RotateToken(cfg.StateDir); err != nil {
+			return nil, err
+		}
+		cert, _, err := ipc.NewDaemonCert(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		creds = append(creds, ipc.WithTLS(cert), ipc.WithAllowedUsers(func(id ipc.Identity) bool {
+			return id.UID == user || id.Admin
+		}))
+	}
+	eph, err := host.EphemeralRange()
+	if err != nil {
+		return nil, fmt.Errorf("read the OS ephemeral port range: %w", err)
+	}
+	reserved, err := host.ReservedRanges()
+	if err != nil {
+		return nil, fmt.Errorf("read the OS reserved port ranges: %w", err)
+	}
+	watcher, err := host.NewExitWatcher(cfg.PollInterval)
+	if err != nil {
+		return nil, fmt.Errorf("watch owner processes: %w", err)
+	}
+	// Strings from the OS reach leases, the store and replies only as
+	// valid UTF-8 (see validText).
+	deps := broker.Deps{Store: markedStore{Store: d.store, mark: d.mark}, Processes: validProcesses{host}, Prober: host, Watcher: watcher}
+	// Platforms that can find and stop processes say so by implementing
+	// these; without them InspectPort names no holders and kills are refused.
+	if i, ok := host.(broker.ProcessInspector); ok {
+		deps.Inspector = validInspector{i}
+	}
+	if h, ok := host.(broker.PortHolders); ok {
+		deps.Holders = validHolders{h}
+	}
+	deps.Killer, _ = host.(broker.Killer)
+	d.broker, err = broker.Open(ctx, broker.Config{
+		Pool:     broker.PoolConfig{Range: cfg.Range, Ephemeral: eph, Reserved: reserved, Exclude: cfg.Exclude},
+		Services: cfg.Services,
+		Logger:   log,
+		Orphans:  cfg.Orphans,
+		Grace:    cfg.Grace,
+		Limits:   cfg.Limits,
+		// A socket group makes the daemon shared: each user gets a share
+		// of the pool and names another user holds are refused naming them.
+		Shared: broker.SharedPolicy{Enabled: cfg.SocketGroup != ""},
+		Kill:   broker.KillPolicy{SelfPID: os.Getpid(), User: user, Admin: admin, Protected: cfg.Protected},
+	}, deps)
+	if err != nil {
+		watcher.Close()
+		return nil, err
+	}
 	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, callerOf)
+	d.srv.SetPIDTranslator(func(ctx context.Context, pid int) (int, error) {
+		id, _ := ipc.IdentityFrom(ctx)
+		return ipc.TranslatePID(id, pid)
+	})
 	if fw, ok := host.(rpcserver.Firewall); ok {
 		d.fw = fw
 		d.srv.SetFirewall(fw)
 	}
 	tokUnary, tokStream := ipc.TokenInterceptors(token, tokenPath)
 	d.gs = grpc.NewServer(
-		grpc.Creds(ipc.ServerCredentials(ipc.WithLogger(log))),
+		grpc.Creds(ipc.ServerCredentials(creds...)),
+		// A connection that does not finish its handshake soon holds a
+		// per-user slot and a descriptor for nothing.
+		grpc.ConnectionTimeout(connectionSetup),
 		// Reused stream workers keep their grown stacks; a goroutine per
 		// call grows a new one each time (about a tenth of a call's CPU).
 		grpc.NumStreamWorkers(uint32(4*runtime.NumCPU())),
@@ -198,6 +235,10 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 
 // Addr is the address the daemon listens on.
 func (d *Daemon) Addr() string { return d.cfg.Addr }
+
+// Warnings are what the daemon found wrong at start (a store rolled back),
+// logged then and kept for as long as it runs.
+func (d *Daemon) Warnings() []string { return d.warnings }
 
 // Broker is the daemon's broker, for tests that check its invariants.
 func (d *Daemon) Broker() *broker.Broker { return d.broker }
@@ -335,8 +376,8 @@ func (d *Daemon) Close() {
 }
 
 // prepareStateDir creates the state dir private to the user and refuses
-// one that others may write, since whoever writes the store decides which
-// processes the daemon kills.
+// one that another user owns or that others may write, since whoever
+// writes the store decides which processes the daemon kills.
 func prepareStateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir %s: %w", dir, err)
@@ -348,14 +389,46 @@ func prepareStateDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("state dir %s: %w", dir, err)
 	}
+	if err := checkOwner("state dir", dir, fi); err != nil {
+		return err
+	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("state dir %s is writable by group or others (mode %v): run chmod 700 on it", dir, fi.Mode().Perm())
 	}
 	return nil
 }
 
-func openStore(cfg Config, log *slog.Logger) (*boltstore.Store, error) {
+// openStore opens the store after checking who owns it, and warns when it
+// opens older than the daemon last saw it (see CommitMarkFile).
+func (d *Daemon) openStore(cfg Config, log *slog.Logger) error {
 	path := filepath.Join(cfg.StateDir, StoreFile)
+	if fi, err := os.Lstat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("store %s is not a regular file (%v): remove it or move it aside", path, fi.Mode().Type())
+		}
+		if err := checkOwner("store", path, fi); err != nil {
+			return err
+		}
+	}
+	markPath := filepath.Join(cfg.StateDir, CommitMarkFile)
+	warning, err := checkCommitMark(path, markPath, log)
+	if err != nil {
+		return err
+	}
+	store, err := openBolt(cfg, path, log)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		d.warnings = append(d.warnings, warning)
+	}
+	d.store = store
+	d.mark = &commitMark{storePath: path, path: markPath, log: log}
+	d.mark.update()
+	return nil
+}
+
+func openBolt(cfg Config, path string, log *slog.Logger) (*boltstore.Store, error) {
 	store, err := boltstore.Open(path)
 	switch {
 	case err == nil:

@@ -15,8 +15,10 @@ func testHost() Host { return windows.New() }
 // neither AF_UNIX nor a working named-pipe Accept.
 func testConfig(t *testing.T) Config {
 	dir := t.TempDir()
-	// Clients find the daemon's token where it writes it.
-	t.Setenv(ipc.EnvTokenFile, filepath.Join(dir, "state", ipc.TokenFile))
+	// Clients find the daemon's token and certificate where it writes them.
+	t.Setenv(ipc.EnvStateDir, filepath.Join(dir, "state"))
+	t.Setenv(ipc.EnvTokenFile, "")
+	t.Setenv(ipc.EnvCertFile, "")
 	return Config{
 		Addr:         "tcp://127.0.0.1:0",
 		StateDir:     filepath.Join(dir, "state"),

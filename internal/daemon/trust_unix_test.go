@@ -29,7 +29,7 @@ func init() { childModes["daemon"] = runDaemonChild }
 // runDaemonChild is the test binary's daemon mode, so the crash test can
 // SIGKILL a real daemon process.
 func runDaemonChild() {
-	cfg := Config{Addr: os.Getenv("PORTBROKER_TEST_ADDR"), StateDir: os.Getenv("PORTBROKER_TEST_STATE"), PollInterval: time.Second}
+	cfg := Config{Addr: os.Getenv("PORTBROKER_TEST_ADDR"), StateDir: os.Getenv("PORTBROKER_TEST_STATE"), PollInterval: time.Second, SocketGroup: os.Getenv("PORTBROKER_TEST_GROUP")}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := Run(ctx, cfg, unix.New(), nil, nil); err != nil {
@@ -271,7 +271,7 @@ func TestCrashKeepsAcknowledgedLeases(t *testing.T) {
 func startDaemonProcess(t *testing.T, cfg Config) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=daemon", "PORTBROKER_TEST_ADDR="+cfg.Addr, "PORTBROKER_TEST_STATE="+cfg.StateDir)
+	cmd.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=daemon", "PORTBROKER_TEST_ADDR="+cfg.Addr, "PORTBROKER_TEST_STATE="+cfg.StateDir, "PORTBROKER_TEST_GROUP="+cfg.SocketGroup)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -26,7 +26,10 @@ func TestDialOptionsReachGRPCServer(t *testing.T) {
 			if strings.HasPrefix(addr, "tcp:") {
 				addr = "tcp://" + ln.Addr().String()
 			}
-			srv := grpc.NewServer()
+			// Over TCP the client pins the daemon's certificate.
+			tlsOpt, certPath := daemonTLS(t)
+			t.Setenv(EnvCertFile, certPath)
+			srv := grpc.NewServer(grpc.Creds(ServerCredentials(tlsOpt)))
 			healthpb.RegisterHealthServer(srv, health.NewServer())
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()

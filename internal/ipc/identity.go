@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,24 +23,55 @@ type Identity struct {
 	// Admin is true for uid 0 on Unix and an elevated token on Windows.
 	Admin bool
 	// Known is false when the transport cannot tell who the peer is
-	// (loopback TCP); then PID, UID and Admin are zero.
+	// (loopback TCP where the OS socket table does not say); then PID,
+	// UID and Admin are zero.
 	Known bool
+	// PIDNamespace is the peer's PID namespace on Linux ("pid:[INODE]"),
+	// when it could be read: PIDs the peer sends are translated from it
+	// (TranslatePID).
+	PIDNamespace string
+	// TCP is true for a loopback TCP peer. Its calls need the token even
+	// when the OS named the peer, and a PID of 0 (no single process holds
+	// the peer's socket) leaves the caller unable to ask for kills.
+	TCP bool
 }
 
 // ConnIdentity returns the identity of c's peer: from the kernel for unix
-// sockets (SO_PEERCRED on Linux, LOCAL_PEERPID and LOCAL_PEERCRED on macOS)
-// and from the client process's token for Windows named pipes. A TCP
-// connection, or any other kind of connection, has an unknown identity.
-// It fails only when a local transport cannot name its peer.
+// sockets (SO_PEERCRED on Linux, LOCAL_PEERPID and LOCAL_PEERCRED on macOS),
+// from the client process's token for Windows named pipes, and from the
+// kernel's socket table for loopback TCP on Linux (see tcpPeer); elsewhere
+// a TCP peer is unknown. It fails when a local transport, or the socket
+// table, cannot name its peer.
 func ConnIdentity(c net.Conn) (Identity, error) {
-	if _, ok := c.(*net.TCPConn); ok {
-		return Identity{}, nil
+	if lc, ok := c.(*limitedConn); ok {
+		return lc.peerIdentity()
 	}
-	return localPeer(c)
+	if tc, ok := c.(*net.TCPConn); ok {
+		id, err := tcpPeer(tc)
+		id.TCP = true
+		id.PIDNamespace = pidNamespace(id.PID)
+		return id, err
+	}
+	id, err := localPeer(c)
+	id.PIDNamespace = pidNamespace(id.PID)
+	return id, err
 }
 
 // CredentialsOption configures ServerCredentials.
 type CredentialsOption func(*serverCreds)
+
+// WithTLS makes loopback TCP connections speak TLS with cert, the
+// certificate clients pin (see NewDaemonCert). Without it a TCP
+// connection is refused: a client would not send it its token.
+func WithTLS(cert tls.Certificate) CredentialsOption {
+	return func(c *serverCreds) { c.tls = serverTLS(cert) }
+}
+
+// WithAllowedUsers refuses a TCP connection whose peer the OS names as a
+// user allowed rejects, before it may make any call.
+func WithAllowedUsers(allowed func(id Identity) bool) CredentialsOption {
+	return func(c *serverCreds) { c.allowed = allowed }
+}
 
 // WithLogger logs, at warning level, each connection refused because its
 // peer could not be identified; gRPC itself closes it without a word.
@@ -63,22 +95,49 @@ func ServerCredentials(opts ...CredentialsOption) credentials.TransportCredentia
 const authType = "portbroker-local"
 
 type serverCreds struct {
-	log *slog.Logger
+	log     *slog.Logger
+	tls     *tls.Config
+	allowed func(Identity) bool
 }
 
 func (c *serverCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	id, err := ConnIdentity(conn)
+	isTCP := id.TCP || isTCPConn(conn)
+	if isTCP && c.tls == nil {
+		return nil, nil, errors.New("loopback TCP without the daemon's TLS certificate: refused")
+	}
 	if err != nil {
-		c.log.Warn("connection refused: cannot identify the caller", "remote", conn.RemoteAddr().String(), "err", err)
-		return nil, nil, fmt.Errorf("identify peer: %w", err)
+		if !isTCP {
+			c.log.Warn("connection refused: cannot identify the caller", "remote", conn.RemoteAddr().String(), "err", err)
+			return nil, nil, fmt.Errorf("identify peer: %w", err)
+		}
+		// The token still admits it; kills stay refused (PID 0).
+		c.log.Info("TCP caller not identified by the OS", "remote", conn.RemoteAddr().String(), "err", err)
+		id = Identity{TCP: true}
+	}
+	if id.Known && c.allowed != nil && !c.allowed(id) {
+		c.log.Warn("connection refused: user not allowed", "remote", conn.RemoteAddr().String(), "uid", id.UID, "pid", id.PID)
+		return nil, nil, fmt.Errorf("peer user %s is not allowed", id.UID)
 	}
 	// As grpc's local credentials do: a kernel-identified local peer is as
-	// good as an authenticated private channel; TCP is not.
-	level := credentials.NoSecurity
-	if id.Known {
-		level = credentials.PrivacyAndIntegrity
+	// good as an authenticated private channel.
+	level := credentials.PrivacyAndIntegrity
+	if isTCP {
+		tc := tls.Server(conn, c.tls)
+		if err := tc.Handshake(); err != nil {
+			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", conn.RemoteAddr(), err)
+		}
+		conn = tc
 	}
 	return conn, authInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: level}, id: id}, nil
+}
+
+func isTCPConn(c net.Conn) bool {
+	if lc, ok := c.(*limitedConn); ok {
+		c = lc.Conn
+	}
+	_, ok := c.(*net.TCPConn)
+	return ok
 }
 
 var errServerOnly = errors.New("portbroker server credentials: client handshake is not supported; dial with DialOptions")

@@ -3,6 +3,7 @@ package ipc
 import (
 	"bytes"
 	"github.com/portbroker/portbroker/internal/testuser"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func TestSecondUser(t *testing.T) {
 			if err != nil {
 				t.Fatalf("child as uid %d gid %d: %v: %s", other.UID, tt.gid, err, stderr.Bytes())
 			}
-			want := Identity{PID: cmd.Process.Pid, UID: strconv.Itoa(int(other.UID)), Admin: false, Known: true}
+			want := Identity{PID: cmd.Process.Pid, UID: strconv.Itoa(int(other.UID)), Admin: false, Known: true, PIDNamespace: pidNamespace(os.Getpid())}
 			if len(calls) != 1 || !calls[0].ok || calls[0].id != want {
 				t.Errorf("server saw %+v; want one call from %+v", calls, want)
 			}

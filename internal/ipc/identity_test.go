@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -99,12 +101,12 @@ func (r *recorder) all() []callRecord {
 // serve runs a gRPC server on ln wired as the daemon wires it: identity
 // credentials, the token gate, health and the broker service. It stops
 // the server when the test ends.
-func serve(t *testing.T, ln net.Listener, token, tokenPath string) *recorder {
+func serve(t *testing.T, ln net.Listener, token, tokenPath string, opts ...CredentialsOption) *recorder {
 	t.Helper()
 	rec := &recorder{}
 	unary, stream := TokenInterceptors(token, tokenPath)
 	srv := grpc.NewServer(
-		grpc.Creds(ServerCredentials()),
+		grpc.Creds(ServerCredentials(opts...)),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			rec.note(ctx, info.FullMethod)
 			return h(ctx, req)
@@ -153,11 +155,24 @@ func callBroker(ctx context.Context, conn *grpc.ClientConn) (unaryErr, streamErr
 	return unaryErr, err
 }
 
-// noClientToken points every client token source at nothing.
+// noClientToken points every client token and certificate source at
+// nothing.
 func noClientToken(t *testing.T) {
 	t.Setenv(EnvToken, "")
 	t.Setenv(EnvTokenFile, "")
+	t.Setenv(EnvCertFile, "")
 	t.Setenv(EnvStateDir, t.TempDir())
+}
+
+// daemonTLS makes the daemon's certificate in a new state dir and returns
+// the server option and the certificate's path, which clients pin.
+func daemonTLS(t *testing.T) (CredentialsOption, string) {
+	t.Helper()
+	cert, path, err := NewDaemonCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return WithTLS(cert), path
 }
 
 func listenTCP(t *testing.T) (net.Listener, string) {
@@ -169,10 +184,12 @@ func listenTCP(t *testing.T) (net.Listener, string) {
 	return ln, "tcp://" + ln.Addr().String()
 }
 
-func TestTCPIdentityUnknown(t *testing.T) {
+func TestTCPIdentityFromSocketTable(t *testing.T) {
 	noClientToken(t)
 	ln, addr := listenTCP(t)
-	rec := serve(t, ln, "", "unused")
+	tlsOpt, certPath := daemonTLS(t)
+	t.Setenv(EnvCertFile, certPath)
+	rec := serve(t, ln, "", "unused", tlsOpt)
 	conn := dialTest(t, addr)
 	if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("health check: %v", err)
@@ -181,21 +198,79 @@ func TestTCPIdentityUnknown(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("server saw %d calls, want 1", len(calls))
 	}
-	// ok: the connection went through ServerCredentials; the identity is
-	// nonetheless unknown.
-	if got := calls[0]; !got.ok || got.id != (Identity{}) {
-		t.Errorf("IdentityFrom over TCP = %+v, %v; want %+v, true", got.id, got.ok, Identity{})
+	// Where the OS socket table names a TCP peer (Linux), the caller is
+	// this process, the only one holding the client socket.
+	want := Identity{TCP: true}
+	if runtime.GOOS == "linux" {
+		uid := os.Getuid()
+		want = Identity{PID: os.Getpid(), UID: strconv.Itoa(uid), Admin: uid == 0, Known: true, TCP: true, PIDNamespace: pidNamespace(os.Getpid())}
+	}
+	if got := calls[0]; !got.ok || got.id != want {
+		t.Errorf("IdentityFrom over TCP = %+v, %v; want %+v, true", got.id, got.ok, want)
+	}
+}
+
+func TestTCPWithoutTLSIsRefused(t *testing.T) {
+	noClientToken(t)
+	ln, addr := listenTCP(t)
+	rec := serve(t, ln, "", "unused")
+	_, certPath := daemonTLS(t)
+	t.Setenv(EnvCertFile, certPath)
+	conn := dialTest(t, addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("health check against a server without WithTLS: %v; want Unavailable", err)
+	}
+	if n := len(rec.all()); n != 0 {
+		t.Errorf("server saw %d calls; want none", n)
+	}
+}
+
+func TestTCPUserNotAllowedIsRefused(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the OS names TCP peers on Linux only")
+	}
+	noClientToken(t)
+	ln, addr := listenTCP(t)
+	tlsOpt, certPath := daemonTLS(t)
+	t.Setenv(EnvCertFile, certPath)
+	var asked []Identity
+	var mu sync.Mutex
+	rec := serve(t, ln, "", "unused", tlsOpt, WithAllowedUsers(func(id Identity) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, id)
+		return false
+	}))
+	conn := dialTest(t, addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("health check from a refused user: %v; want Unavailable", err)
+	}
+	if n := len(rec.all()); n != 0 {
+		t.Errorf("server saw %d calls; want none", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) == 0 || asked[0].UID != strconv.Itoa(os.Getuid()) {
+		t.Errorf("allowed was asked about %+v; want this process's user %d", asked, os.Getuid())
 	}
 }
 
 func TestTokenOverTCP(t *testing.T) {
 	stateDir := t.TempDir()
-	token, tokenPath, err := EnsureToken(stateDir)
+	token, tokenPath, err := RotateToken(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, certPath, err := NewDaemonCert(stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln, addr := listenTCP(t)
-	serve(t, ln, token, tokenPath)
+	serve(t, ln, token, tokenPath, WithTLS(cert))
 	missing := tokenPath + ".missing"
 
 	tests := []struct {
@@ -212,12 +287,13 @@ func TestTokenOverTCP(t *testing.T) {
 		{"token file named by env", map[string]string{EnvTokenFile: tokenPath}, codes.OK, "", false},
 		{"token in env", map[string]string{EnvToken: token}, codes.OK, "", false},
 		{"token in env beats a wrong file", map[string]string{EnvToken: token, EnvTokenFile: missing}, codes.OK, "", false},
-		{"token file in state dir", map[string]string{EnvStateDir: stateDir}, codes.OK, "", false},
+		{"token and certificate in state dir", map[string]string{EnvStateDir: stateDir, EnvCertFile: ""}, codes.OK, "", false},
 		{"named token file missing", map[string]string{EnvTokenFile: missing}, codes.Unauthenticated, EnvTokenFile, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			noClientToken(t)
+			t.Setenv(EnvCertFile, certPath)
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -249,6 +325,7 @@ func TestTokenInterceptorsGate(t *testing.T) {
 	const getStatus = "/portbroker.v1.BrokerService/GetStatus"
 	unknown := &peer.Peer{AuthInfo: authInfo{}}
 	known := &peer.Peer{AuthInfo: authInfo{id: Identity{PID: 42, UID: "1000", Known: true}}}
+	knownTCP := &peer.Peer{AuthInfo: authInfo{id: Identity{PID: 42, UID: "1000", Known: true, TCP: true}}}
 	tests := []struct {
 		name   string
 		token  string // the server's; empty means token
@@ -258,6 +335,8 @@ func TestTokenInterceptorsGate(t *testing.T) {
 		pass   bool
 	}{
 		{name: "known identity needs no token", peer: known, method: getStatus, pass: true},
+		{name: "known TCP identity still needs the token", peer: knownTCP, method: getStatus},
+		{name: "known TCP identity with the token", peer: knownTCP, method: getStatus, auth: []string{"Bearer " + token}, pass: true},
 		{name: "unknown identity without token", peer: unknown, method: getStatus},
 		{name: "no identity at all (no ServerCredentials)", method: getStatus},
 		{name: "right token", peer: unknown, method: getStatus, auth: []string{"Bearer " + token}, pass: true},
@@ -321,25 +400,25 @@ type fakeStream struct {
 
 func (s fakeStream) Context() context.Context { return s.ctx }
 
-func TestEnsureToken(t *testing.T) {
+func TestRotateToken(t *testing.T) {
 	dir := t.TempDir()
-	tok, path, err := EnsureToken(dir)
+	tok, path, err := RotateToken(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := dir + string(os.PathSeparator) + "token"; path != want {
 		t.Errorf("path = %q, want %q", path, want)
 	}
-	if len(tok) != 64 || strings.Trim(tok, "0123456789abcdef") != "" {
+	isToken := func(tok string) bool { return len(tok) == 64 && strings.Trim(tok, "0123456789abcdef") == "" }
+	if !isToken(tok) {
 		t.Errorf("token = %q; want 64 lower-case hex digits", tok)
 	}
-	again, _, err := EnsureToken(dir)
-	if err != nil || again != tok {
-		t.Errorf("second EnsureToken = %q, %v; want the same token %q", again, err, tok)
+	again, _, err := RotateToken(dir)
+	if err != nil || again == tok || !isToken(again) {
+		t.Errorf("second RotateToken = %q, %v; want a new token, not %q", again, err, tok)
 	}
-	other, _, err := EnsureToken(t.TempDir())
-	if err != nil || other == tok {
-		t.Errorf("EnsureToken in another dir = %q, %v; want a different token", other, err)
+	if data, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(data)) != again {
+		t.Errorf("token file holds %q, %v; want the new token %q", data, err, again)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) != 1 {
@@ -347,27 +426,24 @@ func TestEnsureToken(t *testing.T) {
 	}
 }
 
-func TestEnsureTokenRefusesMalformed(t *testing.T) {
-	for _, content := range []string{"", "short\n", strings.Repeat("zz", 32), strings.Repeat("ab", 33)} {
+func TestRotateTokenReplacesMalformed(t *testing.T) {
+	for _, content := range []string{"", "short\n", strings.Repeat("zz", 32)} {
 		dir := t.TempDir()
 		path := dir + string(os.PathSeparator) + "token"
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := EnsureToken(dir)
-		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "malformed") {
-			t.Errorf("token file %q: error = %v; want it called malformed, naming %s", content, err, path)
-		}
-		if got, _ := os.ReadFile(path); string(got) != content {
-			t.Errorf("token file %q was changed to %q", content, got)
+		tok, _, err := RotateToken(dir)
+		if got, _ := os.ReadFile(path); err != nil || strings.TrimSpace(string(got)) != tok || len(tok) != 64 {
+			t.Errorf("token file %q: RotateToken = %q, %v, file now %q; want a new token in the file", content, tok, err, got)
 		}
 	}
 }
 
-func TestEnsureTokenMissingStateDir(t *testing.T) {
+func TestRotateTokenMissingStateDir(t *testing.T) {
 	dir := t.TempDir() + string(os.PathSeparator) + "missing"
-	if _, _, err := EnsureToken(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("EnsureToken(missing dir) error = %v; want it to match fs.ErrNotExist", err)
+	if _, _, err := RotateToken(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("RotateToken(missing dir) error = %v; want it to match fs.ErrNotExist", err)
 	}
 }
 

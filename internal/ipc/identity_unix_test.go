@@ -27,7 +27,7 @@ func TestIdentityOverUnixSocket(t *testing.T) {
 		t.Fatalf("broker calls over a unix socket without a token: %v, %v; want both to pass", unaryErr, streamErr)
 	}
 
-	want := Identity{PID: os.Getpid(), UID: strconv.Itoa(os.Geteuid()), Admin: os.Geteuid() == 0, Known: true}
+	want := Identity{PID: os.Getpid(), UID: strconv.Itoa(os.Geteuid()), Admin: os.Geteuid() == 0, Known: true, PIDNamespace: pidNamespace(os.Getpid())}
 	calls := rec.all()
 	if len(calls) != 3 {
 		t.Fatalf("server saw %d calls, want 3", len(calls))
@@ -55,7 +55,7 @@ func TestIdentityOfChildProcess(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("server saw %d calls, want 1", len(calls))
 	}
-	want := Identity{PID: cmd.Process.Pid, UID: strconv.Itoa(os.Geteuid()), Admin: os.Geteuid() == 0, Known: true}
+	want := Identity{PID: cmd.Process.Pid, UID: strconv.Itoa(os.Geteuid()), Admin: os.Geteuid() == 0, Known: true, PIDNamespace: pidNamespace(os.Getpid())}
 	if got := calls[0]; !got.ok || got.id != want {
 		t.Errorf("IdentityFrom = %+v, %v; want the child's %+v", got.id, got.ok, want)
 	}

@@ -68,11 +68,11 @@ func TestIdentityOverPipe(t *testing.T) {
 	}
 }
 
-func TestEnsureTokenFileDACL(t *testing.T) {
+func TestRotateTokenFileDACL(t *testing.T) {
 	if os.Getenv("PORTBROKER_UNDER_WINE") != "" {
 		t.Skip("Wine does not keep the security descriptor a file is created with")
 	}
-	_, path, err := EnsureToken(t.TempDir())
+	_, path, err := RotateToken(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,11 @@
 // loopback only and Windows named pipes are restricted to the current
 // user, except the Windows service's ServiceAddr, which interactive users
 // may open. Over unix sockets and pipes the OS names each caller
-// (ServerCredentials, IdentityFrom); over TCP, which every local user can
-// reach, calls must carry a token only the daemon's user can read
-// (EnsureToken, TokenInterceptors).
+// (ServerCredentials, IdentityFrom). Over TCP, which every local user can
+// reach, the daemon proves itself with a certificate clients pin
+// (NewDaemonCert), the OS socket table names the caller where it can, and
+// calls must carry a token only the daemon's user can read (RotateToken,
+// TokenInterceptors).
 package ipc
 
 import (
@@ -20,6 +22,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -217,10 +220,12 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // DialOptions returns the target and options for grpc.NewClient to reach
-// addr through Dial. The transport is local and its endpoints are
-// restricted to one user, so it carries no TLS. Over TCP, which any local
-// user can reach, every call carries the broker token (see EnsureToken),
-// read per call from $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE
+// addr through Dial. Unix sockets and pipes are local and restricted to
+// their users, so they carry no TLS. Over TCP, which any local user can
+// reach (and bind while the daemon is down), the client first checks that
+// the server holds the key of the certificate the daemon wrote in its
+// state dir (see NewDaemonCert, pinnedCert), over TLS; only then does
+// each call carry the broker token (see RotateToken), read per call from $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE
 // names, else the token file in $PORTBROKER_STATE_DIR or DefaultStateDir;
 // with none, calls go without it and the daemon's refusal says where it is.
 func DialOptions(addr string) (target string, opts []grpc.DialOption, err error) {
@@ -229,8 +234,12 @@ func DialOptions(addr string) (target string, opts []grpc.DialOption, err error)
 		return "", nil, err
 	}
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return Dial(ctx, addr) }
+	creds := insecure.NewCredentials()
+	if network == NetworkTCP {
+		creds = credentials.NewTLS(clientTLS())
+	}
 	opts = []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(dial),
 		// The endpoint is a whole address, not a host; give HTTP/2 a
 		// plain authority instead of an escaped path.

@@ -287,17 +287,19 @@ func checkServerDir(path string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("socket directory %s is not a directory", dir)
 	}
+	// Ownership first: a directory another user owns is that user's to
+	// fill, whatever its mode, and the error should say so.
+	if !trusted(fi) {
+		parent := filepath.Dir(real)
+		pfi, err := os.Stat(parent)
+		if err != nil || !trusted(pfi) || pfi.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("socket directory %s is owned by uid %d, not you (uid %d) or root, and other users can write %s: another user may have planted it; refusing to dial (remove it, or use an address you trust)", dir, fileOwner(fi), me, parent)
+		}
+	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("socket directory %s has mode %04o: other users can write it, so the socket may not be portbrokerd's; refusing to dial", dir, perm)
 	}
-	if trusted(fi) {
-		return nil
-	}
-	parent := filepath.Dir(real)
-	if pfi, err := os.Stat(parent); err == nil && trusted(pfi) && pfi.Mode().Perm()&0o022 == 0 {
-		return nil
-	}
-	return fmt.Errorf("socket directory %s is owned by uid %d, not you (uid %d) or root, and other users can write %s: another user may have planted it; refusing to dial (remove it, or use an address you trust)", dir, fileOwner(fi), me, parent)
+	return nil
 }
 
 func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }

@@ -366,6 +366,15 @@ func TestDialRefusesUntrustedSocketDir(t *testing.T) {
 			chown(t, dir, nobody)
 			return dir
 		}, "is owned by uid 65534, not you (uid 0) or root, and other users can write"},
+		{"another user's world-writable dir in a shared dir", func(t *testing.T, base string) string {
+			asRoot(t)
+			shared := filepath.Join(base, "tmp")
+			mkdir(t, shared, 0o1777)
+			dir := filepath.Join(shared, "portbroker-1000")
+			mkdir(t, dir, 0o777)
+			chown(t, dir, nobody)
+			return dir
+		}, "is owned by uid 65534, not you (uid 0) or root"},
 		{"another user's dir that root placed", func(t *testing.T, base string) string {
 			asRoot(t)
 			dir := filepath.Join(base, "service")

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,46 +35,34 @@ const TokenFile = "token"
 
 const tokenBytes = 32
 
-// EnsureToken returns the loopback TCP token kept in stateDir, creating it
-// (32 random bytes, hex) when missing. The file is readable by its owner
-// only: on Unix an existing one that group or others may read or write is
-// refused, since whoever reads it can call the broker as the daemon's
-// user; on Windows a new one gets a DACL for the current user alone.
-func EnsureToken(stateDir string) (token, path string, err error) {
+// RotateToken makes a new loopback TCP token (32 random bytes, hex) in
+// stateDir, replacing the one a previous daemon used, so a token captured
+// once is worth nothing after a restart. The file is readable by its
+// owner only. An existing file that is not a regular file, is owned by
+// another user or that group or others may read or write is refused and
+// left alone, naming the fix: whoever could plant or read it could call
+// the broker as the daemon's user.
+func RotateToken(stateDir string) (token, path string, err error) {
 	path = filepath.Join(stateDir, TokenFile)
-	for range 2 {
-		token, err = readTokenFile(path)
-		if !errors.Is(err, fs.ErrNotExist) {
-			return token, path, err
-		}
-		token, err = createToken(path)
-		if !errors.Is(err, fs.ErrExist) {
-			return token, path, err
-		}
-		// Another process created it first; read theirs.
-	}
-	return "", path, fmt.Errorf("token file %s: created and removed repeatedly by another process", path)
-}
-
-func readTokenFile(path string) (string, error) {
 	f, err := openTokenFile(path)
-	if err != nil {
-		return "", err
+	switch {
+	case err == nil:
+		err = checkTokenFile(f, path)
+		f.Close()
+		if err != nil {
+			return "", path, err
+		}
+		if err := os.Remove(path); err != nil {
+			return "", path, fmt.Errorf("replace token file: %w", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", path, err
 	}
-	defer f.Close()
-	if err := checkTokenFile(f, path); err != nil {
-		return "", err
+	token, err = createToken(path)
+	if errors.Is(err, fs.ErrExist) {
+		return "", path, fmt.Errorf("token file %s: created by another process while portbrokerd made its own; is another daemon using this state dir?", path)
 	}
-	// Twice the expected size is plenty to tell a token from anything else.
-	data, err := io.ReadAll(io.LimitReader(f, 4*tokenBytes))
-	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(data))
-	if b, err := hex.DecodeString(tok); err != nil || len(b) != tokenBytes {
-		return "", fmt.Errorf("token file %s is malformed: want %d hex digits; remove it and restart portbrokerd to make a new one", path, 2*tokenBytes)
-	}
-	return tok, nil
+	return token, path, err
 }
 
 // createToken writes a new token beside path and links it into place, so
@@ -160,9 +147,9 @@ func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]str
 	return map[string]string{"authorization": "Bearer " + tok}, nil
 }
 
-// RequireTransportSecurity is false: the token only travels over
-// loopback, which ParseAddr enforces.
-func (tokenCreds) RequireTransportSecurity() bool { return false }
+// RequireTransportSecurity is true: the token goes only to a server that
+// proved, over TLS, that it is the daemon (see clientTLS).
+func (tokenCreds) RequireTransportSecurity() bool { return true }
 
 // TokenInterceptors return server interceptors that require the broker
 // token (metadata "authorization: Bearer TOKEN") on calls whose caller the
@@ -201,7 +188,7 @@ type tokenGate struct {
 }
 
 func (g *tokenGate) check(ctx context.Context, fullMethod string) error {
-	if id, ok := IdentityFrom(ctx); ok && id.Known {
+	if id, ok := IdentityFrom(ctx); ok && id.Known && !id.TCP {
 		return nil
 	}
 	for _, s := range openServices {

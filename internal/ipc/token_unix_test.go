@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-func TestEnsureTokenCreatesPrivateFile(t *testing.T) {
-	_, path, err := EnsureToken(t.TempDir())
+func TestRotateTokenCreatesPrivateFile(t *testing.T) {
+	_, path, err := RotateToken(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestEnsureTokenCreatesPrivateFile(t *testing.T) {
 	}
 }
 
-func TestEnsureTokenRefusesUnsafeFile(t *testing.T) {
+func TestRotateTokenRefusesUnsafeFile(t *testing.T) {
 	const tok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	tests := []struct {
 		name        string
@@ -63,9 +63,9 @@ func TestEnsureTokenRefusesUnsafeFile(t *testing.T) {
 			path := filepath.Join(dir, "token")
 			tt.prepare(t, path)
 			before, _ := os.Lstat(path)
-			got, _, err := EnsureToken(dir)
+			got, _, err := RotateToken(dir)
 			if err == nil {
-				t.Fatalf("EnsureToken = %q; want the file refused", got)
+				t.Fatalf("RotateToken = %q; want the file refused", got)
 			}
 			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.errContains) {
 				t.Errorf("error = %q; want it to name %s and say %q", err, path, tt.errContains)

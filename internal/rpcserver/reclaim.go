@@ -8,6 +8,9 @@ import (
 )
 
 func (s *Server) InspectPort(ctx context.Context, req *brokerpb.InspectPortRequest) (*brokerpb.InspectPortResponse, error) {
+	if err := checkProtocol(req.GetProtocol()); err != nil {
+		return nil, toStatus(err)
+	}
 	rep, err := s.b.InspectPort(ctx, int(req.GetPort()), protocolFromPB(req.GetProtocol()))
 	if err != nil {
 		return nil, toStatus(err)
@@ -15,7 +18,7 @@ func (s *Server) InspectPort(ctx context.Context, req *brokerpb.InspectPortReque
 	out := &brokerpb.InspectPortResponse{
 		Port:              uint32(rep.Port),
 		Protocol:          protocolToPB(rep.Protocol),
-		Holders:           processesToPB(rep.Holders),
+		Holders:           processesToPB(redactForeign(s.caller(ctx), rep.Holders)),
 		Bind:              brokerpb.BindResult_BIND_RESULT_FREE,
 		Fix:               rep.Fix,
 		EphemeralPosition: positionToPB(rep.Position),
@@ -34,6 +37,9 @@ func (s *Server) InspectPort(ctx context.Context, req *brokerpb.InspectPortReque
 }
 
 func (s *Server) ReclaimPort(ctx context.Context, req *brokerpb.ReclaimPortRequest) (*brokerpb.ReclaimPortResponse, error) {
+	if err := checkProtocol(req.GetProtocol()); err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.b.ReclaimPort(ctx, broker.ReclaimRequest{
 		Caller:   s.caller(ctx),
 		Port:     int(req.GetPort()),

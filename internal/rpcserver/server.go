@@ -38,6 +38,7 @@ type Server struct {
 	b      *broker.Broker
 	info   Info
 	caller CallerFunc
+	pids   PIDFunc
 	health *health.Server
 	// firewall is nil where the platform has none to manage.
 	firewall Firewall
@@ -85,14 +86,25 @@ func UnaryDeadline(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handle
 }
 
 func (s *Server) AcquireLease(ctx context.Context, req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+	if err := checkProtocol(req.GetProtocol()); err != nil {
+		return nil, toStatus(err)
+	}
+	owner, err := s.callerPID(ctx, "owner_pid", req.GetOwnerPid())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	launcher, err := s.callerPID(ctx, "launcher_pid", req.GetLauncherPid())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.b.Acquire(ctx, broker.AcquireRequest{
 		Caller:      s.caller(ctx),
 		Name:        req.GetName(),
 		Namespace:   req.GetNamespace(),
 		Port:        int(req.GetPort()),
 		Protocol:    protocolFromPB(req.GetProtocol()),
-		OwnerPID:    int(req.GetOwnerPid()),
-		LauncherPID: int(req.GetLauncherPid()),
+		OwnerPID:    owner,
+		LauncherPID: launcher,
 		TTL:         durationFromPB(req.GetTtl()),
 		Strict:      req.GetStrict(),
 		Reclaim:     req.GetReclaim(),
