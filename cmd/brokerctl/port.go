@@ -30,20 +30,44 @@ lease.`,
 			ns = "default"
 		}
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
-			leases, err := cl.List(ctx, ns)
+			port, err := leasePort(ctx, cl, ns, args[0])
 			if err != nil {
 				return err
 			}
-			for _, l := range leases {
-				if l.Name == args[0] {
-					_, err := fmt.Fprintln(c.stdout, l.Port)
-					return err
-				}
-			}
-			return fmt.Errorf("no lease called %q in namespace %q: %w", args[0], ns, client.ErrNotFound)
+			_, err = fmt.Fprintln(c.stdout, port)
+			return err
 		})
 	})
 	return cmd
+}
+
+// leasePort is the port of the lease called name in namespace ns.
+func leasePort(ctx context.Context, cl *client.Client, ns, name string) (uint32, error) {
+	leases, err := cl.List(ctx, ns)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range leases {
+		if l.Name == name {
+			return uint32(l.Port), nil
+		}
+	}
+	return 0, fmt.Errorf("no lease called %q in namespace %q: %w", name, ns, client.ErrNotFound)
+}
+
+// projectNamespace is the namespace of the project around the current
+// directory, if there is one that loads.
+func (c *cli) projectNamespace() (string, bool) {
+	found, err := project.Find(".")
+	if err != nil {
+		return "", false
+	}
+	p, err := project.Load(found.Path)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "brokerctl: not using the project's namespace: %v\n", err)
+		return "", false
+	}
+	return p.Namespace(""), true
 }
 
 // defaultNamespace is the namespace a command works in: its flag when
@@ -54,14 +78,8 @@ func (c *cli) defaultNamespace(cmd *cobra.Command, flag, value string) string {
 	if cmd.Flags().Changed(flag) {
 		return value
 	}
-	found, err := project.Find(".")
-	if err != nil {
-		return value
+	if ns, ok := c.projectNamespace(); ok {
+		return ns
 	}
-	p, err := project.Load(found.Path)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "brokerctl: not using the project's namespace: %v\n", err)
-		return value
-	}
-	return p.Namespace("")
+	return value
 }

@@ -652,3 +652,42 @@ func TestUpBothFiles(t *testing.T) {
 }
 
 var _ = errors.New
+
+// Inside a project, leases, who and release work in its namespace.
+func TestProjectNamespaceDefaults(t *testing.T) {
+	d, c := realDaemon(t)
+	dir := writeFile(t, filepath.Join(t.TempDir(), "proj"), "Procfile", "web: x\n")
+	ns := project.DirNamespace(dir)
+	outside, err := c.Acquire(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, err := c.Acquire(t.Context(), "web", client.WithNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(dir string, args ...string) (string, int) {
+		cmd := cliProcess(nil, append([]string{"--addr", d.Addr}, args...)...)
+		cmd.Dir = dir
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := run(dir, "leases"); code != 0 || !strings.Contains(out, inside.ID) || strings.Contains(out, outside.ID) {
+		t.Errorf("leases in the project: exit %d\n%s\nwant %s only", code, out, inside.ID)
+	}
+	if out, code := run(dir, "leases", "--namespace", ""); code != 0 || !strings.Contains(out, inside.ID) || !strings.Contains(out, outside.ID) {
+		t.Errorf("leases --namespace '' in the project: exit %d\n%s\nwant both", code, out)
+	}
+	if out, code := run(dir, "who", "web"); code != 0 || !strings.HasPrefix(out, fmt.Sprintf("port %d/tcp\n", inside.Port)) {
+		t.Errorf("who web in the project: exit %d\n%s\nwant port %d", code, out, inside.Port)
+	}
+	if out, code := run(t.TempDir(), "who", "web"); code != 2 {
+		t.Errorf("who web outside a project: exit %d, want 2\n%s", code, out)
+	}
+	if out, code := run(dir, "release", "web"); code != 0 || !strings.Contains(out, "released "+inside.ID) {
+		t.Errorf("release web in the project: exit %d\n%s", code, out)
+	}
+	if l := projectLeases(t, c, "default")["web"]; l == nil || l.ID != outside.ID {
+		t.Errorf("the default namespace's web is %+v after release in the project; want it kept", l)
+	}
+}
