@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -31,7 +30,7 @@ project portbroker.yaml, found in the current directory or the nearest parent
 arguments, only those and the services they need (after, {port:NAME}).
 
 Every port is leased before anything starts, in the project's namespace:
-name: in the file, else -p, else the directory's name and a hash of its
+-p, else name: in the file, else the directory's name and a hash of its
 path, so two checkouts never collide. A service gets PORT (and
 PORTBROKER_PORT), PORT_<NAME> for every service of the stack, and {port} and
 {port:NAME} replaced in its command and env values. Ports are sticky per
@@ -125,6 +124,3 @@ func parsePortOverrides(values []string) (map[string]int, error) {
 	}
 	return out, nil
 }
-
-// errStackFailed ends up with exit 1 after it has said why.
-var errStackFailed = errors.New("the stack failed")

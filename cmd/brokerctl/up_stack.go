@@ -231,7 +231,11 @@ func (st *stack) hold(ctx context.Context, cl *client.Client, timeout time.Durat
 		s.held, s.lease = held, held.lease()
 		s.port = s.lease.Port
 		if r := s.lease.FallbackReason; r != "" {
-			st.say("%s: port %d is busy (%s); using %d", s.Name, port, r, s.port)
+			asked := "its last port"
+			if port != 0 {
+				asked = "port " + strconv.Itoa(port)
+			}
+			st.say("%s: %s is busy (%s); using %d", s.Name, asked, r, s.port)
 		}
 	}
 	return nil

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -650,8 +649,6 @@ func TestUpBothFiles(t *testing.T) {
 		t.Errorf("stderr %q, want it to start %q", u.stderr, want)
 	}
 }
-
-var _ = errors.New
 
 // Inside a project, leases, who and release work in its namespace.
 func TestProjectNamespaceDefaults(t *testing.T) {

@@ -295,7 +295,7 @@ func (p *parser) str(n *yaml.Node, path string) (string, error) {
 func (p *parser) port(n *yaml.Node, path string) (int, error) {
 	v, err := strconv.Atoi(n.Value)
 	if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 65535 {
-		return 0, p.errorf(n, path, "want a port from 1 to 65535, not %s", describe(n))
+		return 0, p.errorf(n, path, "want a port from 1 to 65535, not %s", kindName(n))
 	}
 	return v, nil
 }
@@ -307,7 +307,7 @@ func (p *parser) boolean(n *yaml.Node, path string) (bool, error) {
 			return b, nil
 		}
 	}
-	return false, p.errorf(n, path, "want true or false, not %s", describe(n))
+	return false, p.errorf(n, path, "want true or false, not %s", kindName(n))
 }
 
 func (p *parser) duration(n *yaml.Node, path string) (time.Duration, error) {
@@ -316,7 +316,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, error) {
 			return d, nil
 		}
 	}
-	return 0, p.errorf(n, path, "want a duration such as 5s or 1m30s, not %s", describe(n))
+	return 0, p.errorf(n, path, "want a duration such as 5s or 1m30s, not %s", kindName(n))
 }
 
 // yamlError turns the decoder's error into one naming the file and line.
@@ -352,8 +352,6 @@ func kindName(n *yaml.Node) string {
 	}
 	return strconv.Quote(n.Value)
 }
-
-func describe(n *yaml.Node) string { return kindName(n) }
 
 func validEnvName(s string) bool {
 	if s == "" || s[0] >= '0' && s[0] <= '9' {
