@@ -223,8 +223,11 @@ func (st *stack) hold(ctx context.Context, cl *client.Client, timeout time.Durat
 		})
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				err = fmt.Errorf("interrupted before the stack started: %w", context.Cause(ctx))
+			case errors.Is(err, client.ErrNameTaken):
+				err = fmt.Errorf("%w; is project %s already up? Stop that one, or run this one as another project with -p NAME", err, st.ns)
 			}
 			return fmt.Errorf("up %s: %w", s.Name, err)
 		}

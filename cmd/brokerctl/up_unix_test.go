@@ -376,6 +376,27 @@ func TestUpTwoCheckouts(t *testing.T) {
 	}
 }
 
+// A second up of the same checkout is refused, naming the project, and
+// leaves the first one alone.
+func TestUpTwiceInOneCheckout(t *testing.T) {
+	d, c := realDaemon(t)
+	dir := writeFile(t, t.TempDir(), "Procfile", "web: "+svc("serve", "web")+"\n")
+	first := startUp(t, d.Addr, dir)
+	web := first.served(t, "web")
+	killStray(t, web.pid)
+	second := startUp(t, d.Addr, dir)
+	second.wait(t)
+	ns := project.DirNamespace(dir)
+	if code := second.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(second.stderr.String(), "is project "+ns+" already up?") {
+		t.Errorf("second up: exit %d, stderr %q", code, second.stderr)
+	}
+	if l := projectLeases(t, c, ns)["web"]; l == nil || l.OwnerPID != web.pid || !alive(web.pid) {
+		t.Errorf("after the second up, web's lease is %+v; want the first up's (pid %d) alive", l, web.pid)
+	}
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	first.wait(t)
+}
+
 // SIGKILL of up leaves no service running: the broker sees the launcher
 // die and stops every service, even one still held back by after:.
 func TestUpKilledLeavesNothing(t *testing.T) {
