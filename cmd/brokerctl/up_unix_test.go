@@ -65,6 +65,33 @@ func upHelper(args []string) int {
 			return fail(fmt.Errorf("reach %s: %w", arg, err))
 		}
 		conn.Close()
+	case "unhealthy":
+		// Accepts at once, but /health answers 503 until the file arg
+		// exists.
+		ln, err := net.Listen("tcp", ":"+os.Getenv("PORT"))
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("%s accepting\n", name)
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := os.Stat(arg); err != nil && r.URL.Path == "/health" {
+				http.Error(w, "not yet", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprint(w, name)
+		}))
+		return 0
+	case "needs-health":
+		// Its first act is to ask the health of the service whose port is
+		// in $arg.
+		resp, err := http.Get("http://127.0.0.1:" + os.Getenv(arg) + "/health")
+		if err != nil {
+			return fail(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fail(fmt.Errorf("%s /health: %s", arg, resp.Status))
+		}
 	case "exit":
 		code, _ := strconv.Atoi(arg)
 		fmt.Printf("%s exiting with %d\n", name, code)
@@ -475,6 +502,47 @@ services:
 	if frontend.pid != l.OwnerPID {
 		t.Errorf("frontend runs as %d, its lease names %d", frontend.pid, l.OwnerPID)
 	}
+	u.cmd.Process.Signal(syscall.SIGTERM)
+	u.wait(t)
+}
+
+// ready: {http: PATH} waits for the path to answer, not just for the port;
+// ready: {log: REGEXP} for a line of output.
+func TestUpReadyChecks(t *testing.T) {
+	d, c := realDaemon(t)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "healthy")
+	writeFile(t, dir, "portbroker.yaml", fmt.Sprintf(`name: ready-test
+services:
+  api:
+    run: %s
+    ready: {http: /health}
+  web:
+    run: %s
+    after: [api, db]
+  db:
+    run: %s
+    ready: {log: "^db pid="}
+`, svc("unhealthy", "api", gate), svc("needs-health", "web", "PORT_API"), svc("serve", "db")))
+	u := startUp(t, d.Addr, dir)
+	u.line(t, "api", "api accepting")
+	db := u.served(t, "db")
+	killStray(t, db.pid)
+	u.line(t, "up", "db ready: ")
+	l := projectLeases(t, c, "ready-test")["web"]
+	if l == nil {
+		t.Fatal("web has no lease")
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", l.OwnerPID))
+	if err != nil || !strings.Contains(string(cmdline), upShimArg) {
+		t.Fatalf("web's owner %d runs %q (%v) while api's /health fails; want the waiting shim", l.OwnerPID, cmdline, err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.line(t, "up", "api ready: ")
+	web := u.served(t, "web")
+	killStray(t, web.pid)
 	u.cmd.Process.Signal(syscall.SIGTERM)
 	u.wait(t)
 }
