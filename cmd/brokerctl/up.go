@@ -41,7 +41,8 @@ output prefixed with its name. up says when a service is ready (its port
 accepts, or its ready: check passes) and starts the services that wait for
 it (after:). Ctrl-C or SIGTERM stops every service, gracefully and then by
 force after its grace, releases the leases and exits 0. When a service
-exits, up stops the others and exits 1 (--keep-going leaves them running).
+exits, up stops the others and exits 1; with --keep-going the others run
+on, and up exits 1 at the end if any service failed.
 up is the launcher of every lease, so if up itself is killed the broker
 stops the whole stack.`,
 		Example: `  brokerctl up

@@ -378,6 +378,10 @@ func (st *stack) handle(ctx context.Context, cl *client.Client, ev stackEvent, s
 			return
 		}
 		st.say("%s %s", s.Name, how)
+		if (ev.code != 0 || ev.err != nil) && st.failure == nil {
+			// The others run on, but up's exit says one failed.
+			st.failure = fmt.Errorf("up: %s %s", s.Name, how)
+		}
 		if s.ready {
 			return
 		}

@@ -678,6 +678,9 @@ func TestUpServiceExits(t *testing.T) {
 		if alive(good.pid) {
 			t.Errorf("good runs after SIGTERM to up")
 		}
+		if code := u.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(u.stderr.String(), "up: bad exited with code 3") {
+			t.Errorf("up --keep-going after bad failed: exit %d, stderr %q; want 1 naming bad", code, u.stderr)
+		}
 	})
 }
 
