@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -78,4 +79,11 @@ func (h *ownHeld) abort(ctx context.Context) { releaseQuietly(ctx, h.l) }
 
 type windowsUpProc struct{ windowsChild }
 
-func (p *windowsUpProc) kill() error { return p.job.Terminate(1) }
+// kill ends the job's processes; a job closed because the service
+// exited has nothing left to kill.
+func (p *windowsUpProc) kill() error {
+	if err := p.job.Terminate(1); err != nil && !errors.Is(err, pbwin.ErrJobClosed) {
+		return err
+	}
+	return nil
+}
