@@ -15,7 +15,7 @@ import (
 
 // ErrNoProject is returned by Find when no directory up from the start
 // has a project file.
-var ErrNoProject = errors.New("no Procfile or portbroker.yaml here or in any parent directory")
+var ErrNoProject = errors.New("no Procfile or portbroker.yaml here or in any parent directory; write one, or name it with -f FILE")
 
 // maxFileSize bounds what is read: a project file is a few lines.
 const maxFileSize = 1 << 20
