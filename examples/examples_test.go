@@ -159,58 +159,80 @@ func TestGoService(t *testing.T) {
 	}
 }
 
-func TestDevstack(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skipf("the Python example needs python3: %v", err)
+// TestStack runs the stack of portbroker.yaml, and of procfile/Procfile,
+// through brokerctl up: every service serves, the frontend reaches the
+// backend through {port:backend}, and Ctrl-C leaves nothing behind.
+func TestStack(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skipf("the stack's services are python3: %v", err)
 	}
-	d, c := daemonClient(t)
-	cmd := exec.Command(python, "devstack.py")
-	cmd.Env = append(os.Environ(), "PORTBROKER_ADDR="+d.Addr, "BROKERCTL="+bins.cli)
-	// Its own process group stands in for the terminal's foreground
-	// group, which Ctrl-C signals as a whole.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	for _, tt := range []struct {
+		name string
+		dir  string
+		args []string
+	}{
+		// --dynamic: the test must not depend on 8000, 3000 and 8081
+		// being free on this machine.
+		{"portbroker.yaml", ".", []string{"--dynamic"}},
+		{"Procfile", "procfile", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, c := daemonClient(t)
+			cmd := exec.Command(bins.cli, append([]string{"up"}, tt.args...)...)
+			cmd.Dir = tt.dir
+			cmd.Env = append(os.Environ(), "PORTBROKER_ADDR="+d.Addr, "NO_COLOR=1")
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
 
-	r := bufio.NewReader(out)
-	for _, name := range []string{"backend", "frontend", "auth"} {
-		line := readLine(t, r, out.(*os.File))
-		f := strings.Fields(line)
-		if len(f) != 2 || f[0] != name {
-			t.Fatalf("devstack said %q, want %s and its URL; stderr %q", line, name, stderr.String())
-		}
-		if body := get(t, f[1]); !strings.Contains(body, "<html") && !strings.Contains(body, "<!DOCTYPE") {
-			t.Errorf("%s at %s served %.80q, not http.server's listing", name, f[1], body)
-		}
-	}
-	leases, err := c.List(t.Context(), "")
-	if err != nil || len(leases) != 3 {
-		t.Fatalf("leases %v, %v; want the three services", leases, err)
-	}
+			r := bufio.NewReader(out)
+			urls := map[string]string{}
+			var seen []string
+			for len(urls) < 3 {
+				line := readLine(t, r, out.(*os.File))
+				seen = append(seen, line)
+				who, text, _ := strings.Cut(line, " | ")
+				if strings.TrimSpace(who) != "up" {
+					continue
+				}
+				if name, url, ok := strings.Cut(text, " ready: "); ok {
+					urls[name] = url
+				}
+			}
+			if body := get(t, urls["frontend"]+"/"); !strings.Contains(body, "backend at http://127.0.0.1:"+strings.TrimPrefix(urls["backend"], "http://localhost:")+" answered 200") {
+				t.Errorf("frontend at %s said %q; want it to reach the backend at %s", urls["frontend"], body, urls["backend"])
+			}
+			if body := get(t, urls["auth"]+"/"); !strings.Contains(body, "<html") && !strings.Contains(body, "<!DOCTYPE") {
+				t.Errorf("auth at %s served %.80q, not http.server's listing", urls["auth"], body)
+			}
+			leases, err := c.List(t.Context(), "")
+			if err != nil || len(leases) != 3 {
+				t.Fatalf("leases %v, %v; want the three services\n%s", leases, err, strings.Join(seen, "\n"))
+			}
 
-	// Ctrl-C.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	rest, _ := io.ReadAll(r)
-	if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "stopped") {
-		t.Errorf("devstack after Ctrl-C: %v, output %q, stderr %q", err, rest, stderr.String())
-	}
-	if leases, _ := c.List(t.Context(), ""); len(leases) != 0 {
-		t.Errorf("leases after Ctrl-C: %v; want none", leases)
-	}
-	for _, l := range leases {
-		if syscall.Kill(l.OwnerPID, 0) == nil {
-			t.Errorf("%s (pid %d) still runs after Ctrl-C", l.Name, l.OwnerPID)
-		}
+			// Ctrl-C.
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			rest, _ := io.ReadAll(r)
+			if err := cmd.Wait(); err != nil || !strings.Contains(string(rest), "stopped; leases released") {
+				t.Errorf("brokerctl up after Ctrl-C: %v, output %q, stderr %q", err, rest, stderr.String())
+			}
+			if left, _ := c.List(t.Context(), ""); len(left) != 0 {
+				t.Errorf("leases after Ctrl-C: %v; want none", left)
+			}
+			for _, l := range leases {
+				if syscall.Kill(l.OwnerPID, 0) == nil {
+					t.Errorf("%s (pid %d) still runs after Ctrl-C", l.Name, l.OwnerPID)
+				}
+			}
+		})
 	}
 }

@@ -25,6 +25,8 @@ func helper(mode string) int {
 		return 3
 	}
 	switch mode {
+	case "up":
+		return upHelper(os.Args[1:])
 	case "env":
 		// What brokerctl run passed; exits with $HELPER_EXIT.
 		fmt.Printf("pid=%d\nPORT=%s\nPORTBROKER_PORT=%s\nargs=%s\n", os.Getpid(), os.Getenv("PORT"), os.Getenv("PORTBROKER_PORT"), strings.Join(os.Args[1:], " "))

@@ -31,9 +31,10 @@ func (c *cli) leasesCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	out := newOutputFlag(cmd, "table", "wide", "json")
-	cmd.Flags().StringVar(&namespace, "namespace", "", "only this namespace (default: all)")
+	cmd.Flags().StringVar(&namespace, "namespace", "", "only this namespace (default: the project's inside a project, else all; \"\" for all)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "stream lease events, one line each, until interrupted or the daemon ends the stream")
 	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
+		namespace = c.defaultNamespace(cmd, "namespace", namespace)
 		if watch {
 			return c.watchLeases(cmd.Context(), namespace, out.value == "json")
 		}

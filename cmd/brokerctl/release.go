@@ -24,8 +24,9 @@ lease name in --namespace; it must match exactly one lease.`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := newOutputFlag(cmd, "text", "json")
-	cmd.Flags().StringVar(&namespace, "namespace", "default", "namespace in which to look up a lease name")
+	cmd.Flags().StringVar(&namespace, "namespace", "default", "namespace in which to look up a lease name (default: the project's inside a project)")
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		namespace := c.defaultNamespace(cmd, "namespace", namespace)
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
 			list, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{})
 			if err != nil {

@@ -98,6 +98,8 @@ local services and reclaims them when their owners die.`,
 		c.reclaimCmd(),
 		c.doctorCmd(),
 		c.runCmd(),
+		c.upCmd(),
+		c.portCmd(),
 		c.firewallCmd(),
 	)
 	return root

@@ -30,6 +30,8 @@ type runSpec struct {
 	ttl             time.Duration
 	listenFD        bool
 	argv            []string
+	// protocol is TCP when zero (brokerctl up sets it per service).
+	protocol client.Protocol
 }
 
 // acquireOpts are the lease options for owner, started by launcher (0:
@@ -50,6 +52,9 @@ func (s *runSpec) acquireOpts(owner, launcher, port int, strict bool) []client.A
 	}
 	if s.reclaim {
 		opts = append(opts, client.WithReclaim())
+	}
+	if s.protocol != 0 {
+		opts = append(opts, client.WithProtocol(s.protocol))
 	}
 	return opts
 }

@@ -134,6 +134,9 @@ var errShimFailed = errors.New("the child did not start")
 
 // runAsShim runs the shim when brokerctl was started as one.
 func runAsShim(args []string) (int, bool) {
+	if len(args) > 0 && args[0] == upShimArg {
+		return runUpShim(args[1:]), true
+	}
 	if len(args) == 0 || args[0] != shimArg {
 		return 0, false
 	}

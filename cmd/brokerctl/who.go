@@ -14,12 +14,13 @@ import (
 func (c *cli) whoCmd() *cobra.Command {
 	var udp bool
 	cmd := &cobra.Command{
-		Use:   "who PORT",
+		Use:   "who PORT|SERVICE",
 		Short: "Tell who holds a port, leased or not, and whether it binds",
 		Long: `Tell who holds a port: its lease, if any, and every process with a socket on
 it (pid, name, user, parent and whether that parent is gone, command line,
 address, start time); whether the port binds now and, if not, why and how to
-fix it; and where it sits against the OS ephemeral and reserved ranges.`,
+fix it; and where it sits against the OS ephemeral and reserved ranges.
+Inside a project, a service's name stands for the port leased to it.`,
 		Example: `  brokerctl who 8000
   brokerctl who 5353 --udp -o json`,
 		Args: cobra.ExactArgs(1),
@@ -28,10 +29,17 @@ fix it; and where it sits against the OS ephemeral and reserved ranges.`,
 	cmd.Flags().BoolVar(&udp, "udp", false, "the UDP port rather than the TCP one")
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
 		port, err := parsePort(args[0])
-		if err != nil {
+		ns, inProject := c.projectNamespace()
+		if err != nil && !inProject {
 			return err
 		}
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
+			if port == 0 {
+				// Inside a project, a service's name stands for its port.
+				if port, err = leasePort(ctx, cl, ns, args[0]); err != nil {
+					return err
+				}
+			}
 			resp, err := cl.RPC().InspectPort(ctx, &brokerpb.InspectPortRequest{Port: port, Protocol: protocolFlag(udp)})
 			if err != nil {
 				return err
