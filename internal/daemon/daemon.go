@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 			d.Close()
 		}
 	}()
-	if d.store, err = openStore(cfg, log); err != nil {
+	if d.store, err = openStore(cfg, host, log); err != nil {
 		return nil, err
 	}
 	eph, err := host.EphemeralRange()
@@ -354,11 +354,27 @@ func prepareStateDir(dir string) error {
 	return nil
 }
 
-func openStore(cfg Config, log *slog.Logger) (*boltstore.Store, error) {
+func openStore(cfg Config, host Host, log *slog.Logger) (*boltstore.Store, error) {
 	path := filepath.Join(cfg.StateDir, StoreFile)
-	store, err := boltstore.Open(path)
+	// The boot id lets the store void the leases of an earlier boot at
+	// once, and rebuild a file torn by the power loss that ended it.
+	var opts []boltstore.Option
+	if bs, ok := host.(broker.BootSource); ok {
+		id, err := bs.BootID()
+		if err != nil {
+			log.Warn("boot id unknown; leases of an earlier boot are checked owner by owner", "err", err)
+		}
+		opts = append(opts, boltstore.WithBootID(id))
+	}
+	store, err := boltstore.Open(path, opts...)
 	switch {
 	case err == nil:
+		if rep := store.Boot(); rep.TornAside != "" {
+			log.Warn("state file torn when the last boot ended; moved aside and rebuilt with the last ports it still held",
+				"file", path, "kept_as", rep.TornAside, "last_ports", rep.LastPorts, "err", rep.Torn)
+		} else if rep.Rebooted {
+			log.Info("state file from an earlier boot; its leases are void", "voided", rep.Voided, "last_ports", rep.LastPorts)
+		}
 		return store, nil
 	case errors.Is(err, boltstore.ErrLocked):
 		if who := readPIDFile(filepath.Join(cfg.StateDir, PIDFile)); who != "" {
@@ -371,7 +387,7 @@ func openStore(cfg Config, log *slog.Logger) (*boltstore.Store, error) {
 			return nil, fmt.Errorf("%v; and moving it aside failed: %w", err, merr)
 		}
 		log.Warn("state file unreadable; moved aside and starting empty", "file", path, "kept_as", aside, "err", err)
-		return boltstore.Open(path)
+		return boltstore.Open(path, opts...)
 	}
 	return nil, err
 }
