@@ -167,7 +167,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	default:
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	// The freelist is rebuilt at open (a scan of a few MB) instead of
+	// written at every commit: one page write less per change.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, classify(path, err)
 	}
