@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portbroker/portbroker/broker"
 )
 
 // The boot file, beside the state file, names the boot that last opened
@@ -26,21 +28,12 @@ const bootSuffix = ".boot"
 // maxBootID bounds a boot id, so that a damaged boot file cannot be large.
 const maxBootID = 256
 
-// bootTimePrefix marks a boot id that is a boot time in Unix seconds
-// (platforms without a boot UUID). The OS adjusts its boot time when the
-// wall clock is stepped, so two such ids name one boot when they differ by
-// less than bootTimeSlack; two boots lie further apart than that, by the
-// first boot's uptime plus the time to reboot.
-const (
-	bootTimePrefix = "boottime:"
-	bootTimeSlack  = time.Minute
-)
-
-// BootTimeID is the boot id of a boot that started at t, for platforms
-// that know only the boot time.
-func BootTimeID(t time.Time) string {
-	return bootTimePrefix + strconv.FormatInt(t.Unix(), 10)
-}
+// bootTimeSlack: ids made by broker.BootTimeID (platforms without a boot
+// UUID) name one boot when they differ by less than this. The OS adjusts
+// its boot time when the wall clock is stepped or drifts; two boots lie
+// further apart than that, by the first boot's uptime plus the reboot.
+// Erring towards "one boot" is safe: the broker still checks each owner.
+const bootTimeSlack = time.Minute
 
 // sameBoot reports whether boot ids a and b name one boot.
 func sameBoot(a, b string) bool {
@@ -57,7 +50,7 @@ func sameBoot(a, b string) bool {
 }
 
 func parseBootTime(id string) (int64, bool) {
-	s, ok := strings.CutPrefix(id, bootTimePrefix)
+	s, ok := strings.CutPrefix(id, broker.BootTimePrefix)
 	if !ok {
 		return 0, false
 	}

@@ -244,11 +244,11 @@ func TestSameBoot(t *testing.T) {
 	}{
 		{"linux:abc", "linux:abc", true},
 		{"linux:abc", "linux:abd", false},
-		{BootTimeID(t0), BootTimeID(t0.Add(2 * time.Second)), true},
-		{BootTimeID(t0), BootTimeID(t0.Add(-bootTimeSlack + time.Second)), true},
-		{BootTimeID(t0), BootTimeID(t0.Add(bootTimeSlack)), false},
-		{BootTimeID(t0), BootTimeID(t0.Add(-bootTimeSlack)), false},
-		{BootTimeID(t0), "linux:" + strconv.FormatInt(t0.Unix(), 10), false},
+		{broker.BootTimeID(t0), broker.BootTimeID(t0.Add(2 * time.Second)), true},
+		{broker.BootTimeID(t0), broker.BootTimeID(t0.Add(-bootTimeSlack + time.Second)), true},
+		{broker.BootTimeID(t0), broker.BootTimeID(t0.Add(bootTimeSlack)), false},
+		{broker.BootTimeID(t0), broker.BootTimeID(t0.Add(-bootTimeSlack)), false},
+		{broker.BootTimeID(t0), "linux:" + strconv.FormatInt(t0.Unix(), 10), false},
 		{"boottime:x", "boottime:x", true},
 		{"boottime:x", "boottime:y", false},
 	}
@@ -285,14 +285,29 @@ func TestLastPortsCapped(t *testing.T) {
 	}
 	s = reopen(t, s)
 	st := load(t, s)
-	if len(st.LastPorts) != MaxLastPorts {
-		t.Fatalf("%d last ports, want %d", len(st.LastPorts), MaxLastPorts)
+	// Passing the cap at name MaxLastPorts dropped the oldest down to
+	// MaxLastPorts*7/8; the extra names came after.
+	want := MaxLastPorts - MaxLastPorts/8 + extra - 1
+	if len(st.LastPorts) != want {
+		t.Fatalf("%d last ports, want %d", len(st.LastPorts), want)
 	}
-	for i := range MaxLastPorts + extra {
+	if s.recent.n != want {
+		t.Errorf("recency counts %d records, want %d", s.recent.n, want)
+	}
+	// Recency order, oldest first: 1, 2, ..., MaxLastPorts-1, 0, MaxLastPorts, ...
+	order := []int{}
+	for i := 1; i < MaxLastPorts; i++ {
+		order = append(order, i)
+	}
+	order = append(order, 0)
+	for i := MaxLastPorts; i < MaxLastPorts+extra; i++ {
+		order = append(order, i)
+	}
+	dropped := MaxLastPorts + 1 - (MaxLastPorts - MaxLastPorts/8)
+	for rank, i := range order {
 		_, kept := st.LastPorts[named(i).Key()]
-		// Names 1 to extra were the oldest when the cap was passed.
-		if want := i == 0 || i > extra; kept != want {
-			t.Errorf("name-%d kept = %v, want %v", i, kept, want)
+		if want := rank >= dropped; kept != want {
+			t.Errorf("name-%d (recency rank %d) kept = %v, want %v", i, rank, kept, want)
 		}
 	}
 }
@@ -325,14 +340,14 @@ func TestRecencyFollowsFailedCommit(t *testing.T) {
 		if errs[0] == nil || errs[1] == nil {
 			t.Fatalf("commit errors %v, want both to fail", errs)
 		}
-		if n := s.recent.order.Len(); n != 0 {
-			t.Errorf("recency holds %d names after the rollback, want 0", n)
+		if n := s.recent.n; n != 0 {
+			t.Errorf("recency counts %d names after the rollback, want 0", n)
 		}
 		if err := s.Put(t.Context(), lease(3)); err != nil {
 			t.Fatal(err)
 		}
-		if n := s.recent.order.Len(); n != 1 {
-			t.Errorf("recency holds %d names, want 1", n)
+		if n := s.recent.n; n != 1 {
+			t.Errorf("recency counts %d names, want 1", n)
 		}
 	})
 }

@@ -1,7 +1,7 @@
 package boltstore
 
 import (
-	"container/list"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,9 +13,9 @@ import (
 	"github.com/portbroker/portbroker/broker"
 )
 
-// MaxLastPorts is how many names' last ports the file keeps: the most
-// recently used ones. It matches the broker's memory of names, so that a
-// restart remembers what a running broker would.
+// MaxLastPorts bounds how many names' last ports the file keeps: the most
+// recently used ones, at least MaxLastPorts*7/8 of them once that many
+// names were used. It matches the broker's memory of names.
 const MaxLastPorts = 4096
 
 // lastPort is one name's remembered port, with the commit sequence that
@@ -42,76 +42,87 @@ func decodeLastPort(b []byte) (lastPort, error) {
 	return v, nil
 }
 
-// recency orders the names in the last_ports bucket, most recent first.
-// Only the committer uses it.
+// recency keeps the last_ports bucket within its cap, oldest names out
+// first, without holding the names in memory: each record carries the
+// sequence of its last use, and when the bucket passes max records, one
+// scan drops the oldest down to max*7/8, so a scan comes once per max/8
+// new names. Only the committer uses it.
 type recency struct {
-	max   int
-	order *list.List // of string (encoded name key), front = newest
-	at    map[string]*list.Element
-	seq   uint64 // the highest sequence given out
+	max int
+	n   int    // records in the bucket
+	seq uint64 // the highest sequence given out
 }
 
-func newRecency(max int) *recency {
-	return &recency{max: max, order: list.New(), at: make(map[string]*list.Element)}
-}
+func newRecency(max int) *recency { return &recency{max: max} }
 
-// load fills r from the bucket, oldest last.
+// load counts the bucket's records and finds the highest sequence.
 func (r *recency) load(b *bolt.Bucket) error {
-	type rec struct {
-		key string
-		seq uint64
+	r.n, r.seq = 0, 0
+	return b.ForEach(func(k, v []byte) error {
+		lp, err := decodeLastPort(v)
+		if err != nil {
+			return fmt.Errorf("last port record %q: %w", k, err)
+		}
+		r.n++
+		r.seq = max(r.seq, lp.seq)
+		return nil
+	})
+}
+
+// touch records a use of key in bucket b and forgets the oldest names
+// once the bucket passes the cap.
+func (r *recency) touch(b *bolt.Bucket, key []byte, port uint16) error {
+	r.seq++
+	fresh := b.Get(key) == nil
+	if err := b.Put(key, encodeLastPort(lastPort{port: port, seq: r.seq})); err != nil {
+		return err
 	}
-	var recs []rec
+	if fresh {
+		r.n++
+	}
+	if r.n <= r.max {
+		return nil
+	}
+	return r.trim(b)
+}
+
+// trim drops the oldest records, leaving max*7/8.
+func (r *recency) trim(b *bolt.Bucket) error {
+	seqs := make([]uint64, 0, r.n)
 	err := b.ForEach(func(k, v []byte) error {
 		lp, err := decodeLastPort(v)
 		if err != nil {
 			return fmt.Errorf("last port record %q: %w", k, err)
 		}
-		recs = append(recs, rec{string(k), lp.seq})
+		seqs = append(seqs, lp.seq)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(recs, func(a, b rec) int {
-		switch {
-		case a.seq > b.seq:
-			return -1
-		case a.seq < b.seq:
-			return 1
-		}
-		return 0
-	})
-	r.order.Init()
-	clear(r.at)
-	r.seq = 0
-	for _, x := range recs {
-		r.at[x.key] = r.order.PushBack(x.key)
-		r.seq = max(r.seq, x.seq)
+	slices.Sort(seqs)
+	keep := r.max - r.max/8
+	if len(seqs) <= keep {
+		r.n = len(seqs)
+		return nil
 	}
-	return nil
-}
-
-// touch records a use of key in bucket b and forgets the oldest names
-// beyond the cap.
-func (r *recency) touch(b *bolt.Bucket, key []byte, port uint16) error {
-	r.seq++
-	if err := b.Put(key, encodeLastPort(lastPort{port: port, seq: r.seq})); err != nil {
+	cut := seqs[len(seqs)-keep] // the oldest sequence kept
+	var drop [][]byte
+	err = b.ForEach(func(k, v []byte) error {
+		if lp, _ := decodeLastPort(v); lp.seq < cut {
+			drop = append(drop, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	if e, ok := r.at[string(key)]; ok {
-		r.order.MoveToFront(e)
-	} else {
-		k := string(key)
-		r.at[k] = r.order.PushFront(k)
-	}
-	for r.order.Len() > r.max {
-		old := r.order.Remove(r.order.Back()).(string)
-		delete(r.at, old)
-		if err := b.Delete([]byte(old)); err != nil {
-			return fmt.Errorf("forget the last port of %q: %w", old, err)
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("forget the last port of %q: %w", k, err)
 		}
 	}
+	r.n = len(seqs) - len(drop)
 	return nil
 }
 

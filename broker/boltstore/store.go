@@ -220,7 +220,7 @@ func newStore(db *bolt.DB, path string, o options, v *verified, rep BootReport, 
 			if err := s.recent.load(tx.Bucket(bucketLastPorts)); err != nil {
 				return corrupt(path, "%v", err)
 			}
-			rep.LastPorts = s.recent.order.Len()
+			rep.LastPorts = s.recent.n
 			// Nothing wrote the file since verify read it: the first
 			// Load need not decode it again.
 			if v != nil && !upgraded && !rep.Rebooted && v.txid == tx.ID() {
