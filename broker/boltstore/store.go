@@ -94,6 +94,10 @@ type Store struct {
 	ops     chan *op
 	quit    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has returned
+	// dirty tells the syncer that a commit wrote since its last sync;
+	// synced is closed when the syncer has returned.
+	dirty  chan struct{}
+	synced chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -191,6 +195,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	db.NoSync = true
 	go s.run()
+	go s.syncer()
 	return s, nil
 }
 
@@ -209,6 +214,8 @@ func newStore(db *bolt.DB, path string, o options, v *verified, rep BootReport, 
 		ops:       make(chan *op),
 		quit:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+		dirty:     make(chan struct{}, 1),
+		synced:    make(chan struct{}),
 	}
 	if rep.Rebooted {
 		if rep.Voided, err = s.voidLeases(salvaged); err != nil {
@@ -349,6 +356,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.stopped
+		<-s.synced
 		serr := s.sync()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close state file %s: %w", s.path, err)
@@ -499,24 +507,10 @@ func (s *Store) do(ctx context.Context, o *op) error {
 func (s *Store) run() {
 	defer close(s.stopped)
 	var batch []*op
-	// syncDue fires syncDelay after the first change since the last sync;
-	// it is nil while the file is synced, so an idle store does no work.
-	var syncDue <-chan time.Time
-	var syncTimer *time.Timer
-	defer func() {
-		if syncTimer != nil {
-			syncTimer.Stop()
-		}
-	}()
 	for {
 		select {
 		case <-s.quit:
 			return
-		case <-syncDue:
-			syncDue = nil
-			// A failed sync leaves the changes written; Close tries again.
-			_ = s.sync()
-			continue
 		case o := <-s.ops:
 			batch = append(batch, o)
 		}
@@ -538,14 +532,43 @@ func (s *Store) run() {
 			batch[i] = nil
 		}
 		batch = batch[:0]
-		if err == nil && syncDue == nil {
-			if syncTimer == nil {
-				syncTimer = time.NewTimer(syncDelay)
-			} else {
-				syncTimer.Reset(syncDelay)
+		if err == nil {
+			select {
+			case s.dirty <- struct{}{}:
+			default: // the syncer already knows
 			}
-			syncDue = syncTimer.C
 		}
+	}
+}
+
+// syncer syncs the file syncDelay after the first change since its last
+// sync, on a goroutine of its own so that commits never wait for a flush
+// (an fdatasync can take a long time on a busy disk). An idle store does
+// no work.
+func (s *Store) syncer() {
+	defer close(s.synced)
+	timer := time.NewTimer(syncDelay)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.dirty:
+		}
+		timer.Reset(syncDelay)
+		select {
+		case <-s.quit:
+			return // Close syncs
+		case <-timer.C:
+		}
+		// This sync covers every change written before it starts.
+		select {
+		case <-s.dirty:
+		default:
+		}
+		// A failed sync leaves the changes written; Close tries again.
+		_ = s.sync()
 	}
 }
 
