@@ -2,11 +2,15 @@ package broker
 
 import (
 	"context"
+	"strconv"
+	"time"
 )
 
-// Store persists leases. Each method returns only once its change is durable.
-// Implementations must be safe for concurrent use, so that concurrent
-// changes can share one durable write.
+// Store persists leases. Each method returns only once its change is written
+// where a crash of the daemon cannot lose it; it need not be synced to disk,
+// since what a power loss takes (the leases of a boot that ended) is void
+// anyway. Implementations must be safe for concurrent use, so that
+// concurrent changes can share one write.
 type Store interface {
 	// Load returns every stored lease and the last port of every name.
 	Load(ctx context.Context) (State, error)
@@ -101,4 +105,21 @@ type Killer interface {
 	Terminate(p Process) error
 	// Kill stops p at once: SIGKILL on Unix, TerminateProcess on Windows.
 	Kill(p Process) error
+}
+
+// BootSource names the boot the host is in. Two calls in one boot return
+// the same id; a store written in another boot voids its leases, since
+// every owner died with that boot.
+type BootSource interface {
+	BootID() (string, error)
+}
+
+// BootTimePrefix starts a boot id made from the boot time, on hosts that
+// keep no boot UUID. Such ids are compared with a slack, since the OS moves
+// its boot time when the wall clock is stepped.
+const BootTimePrefix = "boottime:"
+
+// BootTimeID is the boot id of a host that booted at t.
+func BootTimeID(t time.Time) string {
+	return BootTimePrefix + strconv.FormatInt(t.Unix(), 10)
 }

@@ -77,154 +77,158 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
+// damage is one way a state file can be broken.
+type damage struct {
+	name string
+	// damage breaks the valid file at path.
+	damage func(t *testing.T, path string)
+	// says is what the error must say besides the path and the remedy.
+	says string
+}
+
+var damages = []damage{
+	{
+		name: "garbage",
+		damage: func(t *testing.T, path string) {
+			writeFile(t, path, bytes.Repeat([]byte("not a bbolt file\n"), 2000))
+		},
+		says: "not a bbolt database",
+	},
+	{
+		name:   "a few bytes",
+		damage: func(t *testing.T, path string) { writeFile(t, path, []byte("hello")) },
+		says:   "cannot be read",
+	},
+	{
+		name: "truncated by a page",
+		damage: func(t *testing.T, path string) {
+			end, pageSize := pagesEnd(t, path)
+			if err := os.Truncate(path, end-int64(pageSize)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		says: "truncated",
+	},
+	{
+		name: "truncated to its meta pages",
+		damage: func(t *testing.T, path string) {
+			_, pageSize := pagesEnd(t, path)
+			if err := os.Truncate(path, 2*int64(pageSize)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		says: "truncated",
+	},
+	{
+		name: "truncated inside the meta pages",
+		damage: func(t *testing.T, path string) {
+			_, pageSize := pagesEnd(t, path)
+			if err := os.Truncate(path, int64(pageSize)+100); err != nil {
+				t.Fatal(err)
+			}
+		},
+		says: "cannot be read",
+	},
+	{
+		name: "bad checksum on both meta pages",
+		damage: func(t *testing.T, path string) {
+			_, pageSize := pagesEnd(t, path)
+			b := readFile(t, path)
+			// A byte of each meta page's transaction ID, which the
+			// checksum covers.
+			const txidOffset = 64
+			b[txidOffset] ^= 0xff
+			b[pageSize+txidOffset] ^= 0xff
+			writeFile(t, path, b)
+		},
+		says: "bad checksum",
+	},
+	{
+		name: "another program's bbolt file",
+		damage: func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			update(t, path, func(tx *bolt.Tx) error {
+				_, err := tx.CreateBucket([]byte("widgets"))
+				return err
+			})
+		},
+		says: "not a portbroker state file",
+	},
+	{
+		name: "newer schema",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("3")) })
+		},
+		says: "schema version 3 is newer than this portbrokerd reads (2)",
+	},
+	{
+		name: "unreadable schema",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keySchema) })
+		},
+		says: "schema version",
+	},
+	{
+		name: "leases bucket missing",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketLeases) })
+		},
+		says: `bucket "leases" missing`,
+	},
+	{
+		name: "undecodable lease record",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketLeases).Put([]byte("lease-002"), []byte("{garbage")) })
+		},
+		says: `lease record "lease-002"`,
+	},
+	{
+		name: "lease record of an unknown version",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketLeases).Put([]byte("lease-002"), []byte(`{"v":2,"id":"lease-002"}`))
+			})
+		},
+		says: `lease record "lease-002": record version 2`,
+	},
+	{
+		name: "lease record under another key",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error {
+				rec, err := encodeLease(lease(1))
+				if err != nil {
+					return err
+				}
+				return tx.Bucket(bucketLeases).Put([]byte("lease-777"), rec)
+			})
+		},
+		says: `lease record "lease-777" holds lease "lease-001"`,
+	},
+	{
+		name: "lease record is a bucket",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error {
+				_, err := tx.Bucket(bucketLeases).CreateBucket([]byte("lease-555"))
+				return err
+			})
+		},
+		says: `lease record "lease-555" is a bucket`,
+	},
+	{
+		name: "bad last port",
+		damage: func(t *testing.T, path string) {
+			update(t, path, func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketLastPorts).Put(encodeNameKey(lease(1).Key()), []byte{1, 2, 3})
+			})
+		},
+		says: "last port record",
+	},
+}
+
 func TestOpenCorrupt(t *testing.T) {
-	tests := []struct {
-		name string
-		// damage breaks the valid file at path.
-		damage func(t *testing.T, path string)
-		// says is what the error must say besides the path and the remedy.
-		says string
-	}{
-		{
-			name: "garbage",
-			damage: func(t *testing.T, path string) {
-				writeFile(t, path, bytes.Repeat([]byte("not a bbolt file\n"), 2000))
-			},
-			says: "not a bbolt database",
-		},
-		{
-			name:   "a few bytes",
-			damage: func(t *testing.T, path string) { writeFile(t, path, []byte("hello")) },
-			says:   "cannot be read",
-		},
-		{
-			name: "truncated by a page",
-			damage: func(t *testing.T, path string) {
-				end, pageSize := pagesEnd(t, path)
-				if err := os.Truncate(path, end-int64(pageSize)); err != nil {
-					t.Fatal(err)
-				}
-			},
-			says: "truncated",
-		},
-		{
-			name: "truncated to its meta pages",
-			damage: func(t *testing.T, path string) {
-				_, pageSize := pagesEnd(t, path)
-				if err := os.Truncate(path, 2*int64(pageSize)); err != nil {
-					t.Fatal(err)
-				}
-			},
-			says: "truncated",
-		},
-		{
-			name: "truncated inside the meta pages",
-			damage: func(t *testing.T, path string) {
-				_, pageSize := pagesEnd(t, path)
-				if err := os.Truncate(path, int64(pageSize)+100); err != nil {
-					t.Fatal(err)
-				}
-			},
-			says: "cannot be read",
-		},
-		{
-			name: "bad checksum on both meta pages",
-			damage: func(t *testing.T, path string) {
-				_, pageSize := pagesEnd(t, path)
-				b := readFile(t, path)
-				// A byte of each meta page's transaction ID, which the
-				// checksum covers.
-				const txidOffset = 64
-				b[txidOffset] ^= 0xff
-				b[pageSize+txidOffset] ^= 0xff
-				writeFile(t, path, b)
-			},
-			says: "bad checksum",
-		},
-		{
-			name: "another program's bbolt file",
-			damage: func(t *testing.T, path string) {
-				if err := os.Remove(path); err != nil {
-					t.Fatal(err)
-				}
-				update(t, path, func(tx *bolt.Tx) error {
-					_, err := tx.CreateBucket([]byte("widgets"))
-					return err
-				})
-			},
-			says: "not a portbroker state file",
-		},
-		{
-			name: "newer schema",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("2")) })
-			},
-			says: "schema version 2 is newer than this portbrokerd reads (1)",
-		},
-		{
-			name: "unreadable schema",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keySchema) })
-			},
-			says: "schema version",
-		},
-		{
-			name: "leases bucket missing",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketLeases) })
-			},
-			says: `bucket "leases" missing`,
-		},
-		{
-			name: "undecodable lease record",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketLeases).Put([]byte("lease-002"), []byte("{garbage")) })
-			},
-			says: `lease record "lease-002"`,
-		},
-		{
-			name: "lease record of an unknown version",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error {
-					return tx.Bucket(bucketLeases).Put([]byte("lease-002"), []byte(`{"v":2,"id":"lease-002"}`))
-				})
-			},
-			says: `lease record "lease-002": record version 2`,
-		},
-		{
-			name: "lease record under another key",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error {
-					rec, err := encodeLease(lease(1))
-					if err != nil {
-						return err
-					}
-					return tx.Bucket(bucketLeases).Put([]byte("lease-777"), rec)
-				})
-			},
-			says: `lease record "lease-777" holds lease "lease-001"`,
-		},
-		{
-			name: "lease record is a bucket",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error {
-					_, err := tx.Bucket(bucketLeases).CreateBucket([]byte("lease-555"))
-					return err
-				})
-			},
-			says: `lease record "lease-555" is a bucket`,
-		},
-		{
-			name: "bad last port",
-			damage: func(t *testing.T, path string) {
-				update(t, path, func(tx *bolt.Tx) error {
-					return tx.Bucket(bucketLastPorts).Put(encodeNameKey(lease(1).Key()), []byte{1, 2, 3})
-				})
-			},
-			says: "last port record",
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range damages {
 		t.Run(tt.name, func(t *testing.T) {
 			path := validFile(t)
 			tt.damage(t, path)

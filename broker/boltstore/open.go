@@ -37,6 +37,9 @@ type corruptError struct {
 	path string
 	why  string
 	err  error // the underlying cause, if any
+	// newer is set for a file a newer portbrokerd wrote: not damage, so
+	// never rebuilt after a reboot.
+	newer bool
 }
 
 func (e *corruptError) Error() string {
@@ -46,6 +49,13 @@ func (e *corruptError) Error() string {
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 
 func (e *corruptError) Unwrap() error { return e.err }
+
+// torn reports whether err is damage a power loss may have left: any
+// unreadable file but one a newer portbrokerd wrote.
+func torn(err error) bool {
+	var ce *corruptError
+	return errors.As(err, &ce) && !ce.newer
+}
 
 func corrupt(path, format string, args ...any) error {
 	return &corruptError{path: path, why: fmt.Sprintf(format, args...)}
@@ -102,23 +112,32 @@ func classify(path string, err error) error {
 	return &corruptError{path: path, why: err.Error(), err: err}
 }
 
+// verified is what verify read: the file's state and the transaction it
+// read it in, so that Open can hand it to the first Load when nothing
+// wrote the file in between.
+type verified struct {
+	state broker.State
+	txid  int
+}
+
 // verify reads an existing file through a read-only handle, all of it,
 // before Open lets bbolt write to it: on a damaged file bbolt would
 // otherwise write its own pages, or on Windows grow the file to its map
-// size, or fault on a page past the end.
-func verify(path string, timeout time.Duration) error {
+// size, or fault on a page past the end. It returns nil for a file that
+// does not exist or holds nothing yet.
+func verify(path string, timeout time.Duration) (*verified, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("open state file: %w", err)
+		return nil, fmt.Errorf("open state file: %w", err)
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("open state file %s: not a regular file", path)
+		return nil, fmt.Errorf("open state file %s: not a regular file", path)
 	case fi.Size() == 0:
 		// Holds nothing to lose; a crash between creating the file and
 		// writing its first pages leaves one. bbolt initialises it.
-		return nil
+		return nil, nil
 	}
 
 	// bbolt leaves its file open if it panics; keep hold of it to close.
@@ -138,63 +157,72 @@ func verify(path string, timeout time.Duration) error {
 		if pe := (*panicError)(nil); errors.As(err, &pe) && f != nil {
 			f.Close()
 		}
-		return classify(path, err)
+		return nil, classify(path, err)
 	}
 	defer db.Close()
 	fi, err = f.Stat()
 	if err != nil {
-		return fmt.Errorf("open state file: %w", err)
+		return nil, fmt.Errorf("open state file: %w", err)
 	}
+	var v *verified
 	err = guard(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			if need := tx.Size(); fi.Size() < need {
 				return corrupt(path, "truncated: %d bytes, but its pages reach byte %d", fi.Size(), need)
 			}
-			fresh, err := checkSchema(tx, path)
-			if err != nil || fresh {
+			version, err := checkSchema(tx, path)
+			if err != nil || version == 0 {
 				return err
 			}
-			_, err = readState(tx, path)
-			return err
+			st, err := readState(tx, path, version)
+			if err != nil {
+				return err
+			}
+			v = &verified{state: st, txid: tx.ID()}
+			return nil
 		})
 	})
-	return classify(path, err)
+	if err != nil {
+		return nil, classify(path, err)
+	}
+	return v, nil
 }
 
-// checkSchema reports whether tx's file is a new bbolt file with no
-// buckets yet, or else whether it is a portbroker state file this code
-// can read.
-func checkSchema(tx *bolt.Tx, path string) (fresh bool, err error) {
+// checkSchema returns the schema version of tx's file, 0 for a new bbolt
+// file with no buckets yet, or an error if this code cannot read it.
+func checkSchema(tx *bolt.Tx, path string) (version uint64, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		if k, _ := tx.Cursor().First(); k != nil {
-			return false, corrupt(path, "not a portbroker state file (no %q bucket, but a %q one)", bucketMeta, k)
+			return 0, corrupt(path, "not a portbroker state file (no %q bucket, but a %q one)", bucketMeta, k)
 		}
-		return true, nil
+		return 0, nil
 	}
 	raw := meta.Get(keySchema)
 	v, err := strconv.ParseUint(string(raw), 10, 32)
 	switch {
 	case err != nil:
-		return false, corrupt(path, "schema version %q is not a number", raw)
+		return 0, corrupt(path, "schema version %q is not a number", raw)
 	case v > schemaVersion:
-		return false, corrupt(path, "schema version %d is newer than this portbrokerd reads (%d), so run a newer portbrokerd", v, schemaVersion)
-	case v < schemaVersion:
-		return false, corrupt(path, "unknown schema version %d", v)
+		return 0, &corruptError{path: path, newer: true,
+			why: fmt.Sprintf("schema version %d is newer than this portbrokerd reads (%d), so run a newer portbrokerd", v, schemaVersion)}
+	case v < schemaV1:
+		return 0, corrupt(path, "unknown schema version %d", v)
 	}
 	for _, name := range [][]byte{bucketLeases, bucketLastPorts} {
 		if tx.Bucket(name) == nil {
-			return false, corrupt(path, "bucket %q missing", name)
+			return 0, corrupt(path, "bucket %q missing", name)
 		}
 	}
-	return false, nil
+	return v, nil
 }
 
 // readState decodes every record, so that a damaged one is reported
 // rather than dropped.
-func readState(tx *bolt.Tx, path string) (broker.State, error) {
+func readState(tx *bolt.Tx, path string, version uint64) (broker.State, error) {
+	leases := tx.Bucket(bucketLeases)
 	st := broker.State{LastPorts: make(map[broker.NameKey]uint16)}
-	err := tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
+	err := leases.ForEach(func(k, v []byte) error {
 		if v == nil {
 			return corrupt(path, "lease record %q is a bucket", k)
 		}
@@ -217,7 +245,14 @@ func readState(tx *bolt.Tx, path string) (broker.State, error) {
 		if err != nil {
 			return corrupt(path, "last port record %q: %v", k, err)
 		}
-		port, err := decodePort(v)
+		var port uint16
+		if version == schemaV1 {
+			port, err = decodePort(v)
+		} else {
+			var lp lastPort
+			lp, err = decodeLastPort(v)
+			port = lp.port
+		}
 		if err != nil {
 			return corrupt(path, "last port record %q: %v", k, err)
 		}

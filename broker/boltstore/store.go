@@ -1,9 +1,16 @@
 // Package boltstore keeps the broker's leases in a bbolt file so that they
-// survive a restart. Every change is committed and fsynced before it
-// returns; changes that arrive while a commit is under way share the next.
+// survive a restart of the daemon. Every change is written to the file
+// before it returns, and changes that arrive while a commit is under way
+// share the next. Changes are not fsynced on the way: a lease is worth no
+// more than its owner process, and the only events that lose written but
+// unsynced data (an OS crash, a power loss) also end every owner. The
+// file is synced in the background, soon after a change, and on Close, so
+// that the sticky memory of each name's last port outlives a reboot; the
+// boot file (see boot.go) voids the leases of an earlier boot.
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +32,16 @@ import (
 const DefaultLockTimeout = 100 * time.Millisecond
 
 // schemaVersion is the layout of the buckets, stored in the meta bucket.
-const schemaVersion = 1
+// Version 1 kept a bare port per name; version 2 adds the sequence of its
+// last use, so that the oldest names can be forgotten. Open upgrades 1.
+const (
+	schemaVersion = 2
+	schemaV1      = 1
+)
+
+// syncDelay is how long a change may stay unsynced: what a power loss
+// within it costs is the sticky memory of the names used meanwhile.
+const syncDelay = 2 * time.Second
 
 var (
 	bucketMeta      = []byte("meta")
@@ -39,6 +55,7 @@ type Option func(*options)
 
 type options struct {
 	lockTimeout time.Duration
+	bootID      string
 	// batchHook, for tests, runs in the committer once it has taken the
 	// first op of a batch and before it gathers the rest.
 	batchHook func()
@@ -50,6 +67,14 @@ func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) { o.lockTimeout = d }
 }
 
+// WithBootID names the boot the store is opened in (see boot.go). When
+// the store was last opened in another boot, Open voids every lease, and
+// rebuilds a torn file from the last ports it can still read instead of
+// refusing it. Without it, Open forgets any boot on record.
+func WithBootID(id string) Option {
+	return func(o *options) { o.bootID = id }
+}
+
 func withBatchHook(f func()) Option {
 	return func(o *options) { o.batchHook = f }
 }
@@ -59,16 +84,41 @@ type Store struct {
 	path      string
 	db        *bolt.DB
 	batchHook func()
+	boot      BootReport
+	recent    *recency // only the committer uses it
+
+	firstMu   sync.Mutex
+	first     *broker.State // what Open read, for the first Load
+	firstTxID int           // the transaction it was read in
 
 	ops     chan *op
 	quit    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has returned
+	// dirty tells the syncer that a commit wrote since its last sync;
+	// synced is closed when the syncer has returned.
+	dirty  chan struct{}
+	synced chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
 
 	commits   atomic.Uint64 // successful commits
 	committed atomic.Uint64 // ops in them
+	syncs     atomic.Uint64 // background and closing syncs
+}
+
+// BootReport says what Open found of the boot that last opened the store.
+type BootReport struct {
+	// Rebooted is true when the store was last opened in another boot.
+	Rebooted bool
+	// Voided counts the leases dropped for it.
+	Voided int
+	// TornAside, when the file was torn, names where it was moved; Torn
+	// is why it could not be read. The new file holds the LastPorts that
+	// could still be read.
+	TornAside string
+	Torn      error
+	LastPorts int
 }
 
 var _ broker.Store = (*Store)(nil)
@@ -92,42 +142,155 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	if err := verify(path, timeout); err != nil {
+	bootPath := path + bootSuffix
+	var prevBoot string
+	var rep BootReport
+	if o.bootID != "" {
+		if err := checkBootID(o.bootID); err != nil {
+			return nil, fmt.Errorf("open state file %s: %w", path, err)
+		}
+		var err error
+		if prevBoot, err = readBootFile(bootPath); err != nil {
+			return nil, err
+		}
+		rep.Rebooted = prevBoot != "" && !sameBoot(prevBoot, o.bootID)
+	}
+	v, err := verify(path, timeout)
+	var salvaged map[broker.NameKey]lastPort
+	switch {
+	case err == nil:
+	case rep.Rebooted && torn(err):
+		// Torn by the power loss or crash that ended the last boot: its
+		// leases are void anyway; keep the names' last ports it still has.
+		salvaged = salvageLastPorts(path)
+		aside, merr := MoveAside(path)
+		if merr != nil {
+			return nil, fmt.Errorf("%v; and moving it aside failed: %w", err, merr)
+		}
+		rep.TornAside, rep.Torn, v = aside, err, nil
+	default:
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	// The freelist is rebuilt at open (a scan of a few MB) instead of
+	// written at every commit: one page write less per change.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, classify(path, err)
 	}
-	if err := initSchema(db, path); err != nil {
+	s, err := newStore(db, path, o, v, rep, salvaged)
+	if err != nil {
 		db.Close()
+		return nil, err
+	}
+	// The file is synced by now (bbolt syncs until NoSync is set), so the
+	// boot file may vouch for it.
+	if o.bootID == "" {
+		err = removeBootFile(bootPath)
+	} else if prevBoot != o.bootID {
+		err = writeBootFile(bootPath, o.bootID)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.NoSync = true
+	go s.run()
+	go s.syncer()
+	return s, nil
+}
+
+// newStore readies the schema, voids the leases of another boot, and
+// loads the names' recency.
+func newStore(db *bolt.DB, path string, o options, v *verified, rep BootReport, salvaged map[broker.NameKey]lastPort) (*Store, error) {
+	upgraded, err := initSchema(db, path)
+	if err != nil {
 		return nil, err
 	}
 	s := &Store{
 		path:      path,
 		db:        db,
 		batchHook: o.batchHook,
+		recent:    newRecency(MaxLastPorts),
 		ops:       make(chan *op),
 		quit:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+		dirty:     make(chan struct{}, 1),
+		synced:    make(chan struct{}),
 	}
-	go s.run()
+	if rep.Rebooted {
+		if rep.Voided, err = s.voidLeases(salvaged); err != nil {
+			return nil, err
+		}
+	}
+	err = guard(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if err := s.recent.load(tx.Bucket(bucketLastPorts)); err != nil {
+				return corrupt(path, "%v", err)
+			}
+			rep.LastPorts = s.recent.n
+			// Nothing wrote the file since verify read it: the first
+			// Load need not decode it again.
+			if v != nil && !upgraded && !rep.Rebooted && v.txid == tx.ID() {
+				s.first, s.firstTxID = &v.state, v.txid
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, classify(path, err)
+	}
+	s.boot = rep
 	return s, nil
 }
 
-// initSchema creates the buckets in a new file, and checks them again in
-// an old one in case it changed between verify and the write lock.
-func initSchema(db *bolt.DB, path string) error {
-	var fresh bool
-	err := guard(func() error {
+// voidLeases drops every lease and, after a torn file, restores the last
+// ports read from it. It returns how many leases it dropped.
+func (s *Store) voidLeases(salvaged map[broker.NameKey]lastPort) (int, error) {
+	var n int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketLeases).Stats().KeyN
+		if err := tx.DeleteBucket(bucketLeases); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketLeases); err != nil {
+			return err
+		}
+		lp := tx.Bucket(bucketLastPorts)
+		for k, v := range salvaged {
+			if err := lp.Put(encodeNameKey(k), encodeLastPort(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("void the leases of an earlier boot in %s: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// Boot reports what Open found of the boot that last opened the store.
+func (s *Store) Boot() BootReport { return s.boot }
+
+// initSchema creates the buckets in a new file, checks them again in an
+// old one in case it changed between verify and the write lock, and
+// upgrades a version 1 file. It reports whether it upgraded.
+func initSchema(db *bolt.DB, path string) (upgraded bool, err error) {
+	var version uint64
+	err = guard(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			var err error
-			fresh, err = checkSchema(tx, path)
+			version, err = checkSchema(tx, path)
 			return err
 		})
 	})
-	if err != nil || !fresh {
-		return classify(path, err)
+	switch {
+	case err != nil:
+		return false, classify(path, err)
+	case version == schemaVersion:
+		return false, nil
+	case version == schemaV1:
+		return true, upgradeV1(db, path)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucket(bucketMeta)
@@ -145,7 +308,41 @@ func initSchema(db *bolt.DB, path string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("initialise state file %s: %w", path, err)
+		return false, fmt.Errorf("initialise state file %s: %w", path, err)
+	}
+	return false, nil
+}
+
+// upgradeV1 gives every last port of a version 1 file a sequence, in key
+// order since the file kept no recency.
+func upgradeV1(db *bolt.DB, path string) error {
+	err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLastPorts)
+		type rec struct {
+			k    []byte
+			port uint16
+		}
+		var recs []rec
+		err := b.ForEach(func(k, v []byte) error {
+			port, err := decodePort(v)
+			if err != nil {
+				return corrupt(path, "last port record %q: %v", k, err)
+			}
+			recs = append(recs, rec{bytes.Clone(k), port})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if err := b.Put(r.k, encodeLastPort(lastPort{port: r.port, seq: uint64(i + 1)})); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(schemaVersion)))
+	})
+	if err != nil {
+		return fmt.Errorf("upgrade state file %s to schema %d: %w", path, schemaVersion, err)
 	}
 	return nil
 }
@@ -159,8 +356,12 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.stopped
+		<-s.synced
+		serr := s.sync()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close state file %s: %w", s.path, err)
+		} else {
+			s.closeErr = serr
 		}
 	})
 	return s.closeErr
@@ -188,11 +389,19 @@ func (s *Store) Load(ctx context.Context) (broker.State, error) {
 	if err := ctx.Err(); err != nil {
 		return broker.State{}, fmt.Errorf("load %s: %w", s.path, err)
 	}
+	s.firstMu.Lock()
+	first, firstTxID := s.first, s.firstTxID
+	s.first = nil
+	s.firstMu.Unlock()
 	var st broker.State
 	err := guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
+			if first != nil && tx.ID() == firstTxID {
+				st = *first // unchanged since Open read it
+				return nil
+			}
 			var err error
-			st, err = readState(tx, s.path)
+			st, err = readState(tx, s.path, schemaVersion)
 			return err
 		})
 	})
@@ -216,12 +425,12 @@ func (s *Store) Put(ctx context.Context, l broker.Lease) error {
 		putID:   []byte(l.ID),
 		putRec:  rec,
 		nameKey: encodeNameKey(l.Key()),
-		port:    encodePort(l.Port),
+		port:    l.Port,
 	})
 }
 
 // Delete removes the leases with these IDs, ignoring unknown ones, and
-// keeps their names' last ports. It returns once the change is durable.
+// keeps their names' last ports. It returns once the change is written.
 func (s *Store) Delete(ctx context.Context, ids ...string) error {
 	o := &op{del: make([][]byte, len(ids))}
 	for i, id := range ids {
@@ -243,17 +452,18 @@ func (s *Store) Delete(ctx context.Context, ids ...string) error {
 // waiting at the time.
 type op struct {
 	putID, putRec []byte
-	nameKey, port []byte
+	nameKey       []byte
+	port          uint16
 	del           [][]byte
 	done          chan error
 }
 
-func (o *op) apply(leases, lastPorts *bolt.Bucket) error {
+func (o *op) apply(leases, lastPorts *bolt.Bucket, recent *recency) error {
 	if o.putID != nil {
 		if err := leases.Put(o.putID, o.putRec); err != nil {
 			return fmt.Errorf("put lease %q: %w", o.putID, err)
 		}
-		if err := lastPorts.Put(o.nameKey, o.port); err != nil {
+		if err := recent.touch(lastPorts, o.nameKey, o.port); err != nil {
 			return fmt.Errorf("put last port of lease %q: %w", o.putID, err)
 		}
 	}
@@ -322,7 +532,53 @@ func (s *Store) run() {
 			batch[i] = nil
 		}
 		batch = batch[:0]
+		if err == nil {
+			select {
+			case s.dirty <- struct{}{}:
+			default: // the syncer already knows
+			}
+		}
 	}
+}
+
+// syncer syncs the file syncDelay after the first change since its last
+// sync, on a goroutine of its own so that commits never wait for a flush
+// (an fdatasync can take a long time on a busy disk). An idle store does
+// no work.
+func (s *Store) syncer() {
+	defer close(s.synced)
+	timer := time.NewTimer(syncDelay)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.dirty:
+		}
+		timer.Reset(syncDelay)
+		select {
+		case <-s.quit:
+			return // Close syncs
+		case <-timer.C:
+		}
+		// This sync covers every change written before it starts.
+		select {
+		case <-s.dirty:
+		default:
+		}
+		// A failed sync leaves the changes written; Close tries again.
+		_ = s.sync()
+	}
+}
+
+// sync makes every written change durable.
+func (s *Store) sync() error {
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync state file %s: %w", s.path, err)
+	}
+	s.syncs.Add(1)
+	return nil
 }
 
 func (s *Store) commit(batch []*op) error {
@@ -332,13 +588,20 @@ func (s *Store) commit(batch []*op) error {
 			return fmt.Errorf("bucket %q or %q missing", bucketLeases, bucketLastPorts)
 		}
 		for _, o := range batch {
-			if err := o.apply(leases, lastPorts); err != nil {
+			if err := o.apply(leases, lastPorts, s.recent); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
+		// The transaction rolled back; so must the recency it moved.
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketLastPorts); b != nil {
+				return s.recent.load(b)
+			}
+			return nil
+		})
 		return fmt.Errorf("commit %d changes to %s: %w", len(batch), s.path, err)
 	}
 	s.commits.Add(1)

@@ -6,9 +6,16 @@
 // kill -9 of owners, start-to-healthy time with a full store, and the
 // daemon's RSS and CPU time.
 //
+// Two other modes run one scenario each: --versus puts AcquireLease side
+// by side with empty calls and with Google's portserver (--portserver
+// PATH to its portserver.py), and --churn runs clients churning leases for
+// shared owners, then kills every owner and times each lease's reclaim.
+//
 // Usage:
 //
 //	brokerbench [--quick] [--daemon PATH | --addr ADDR] [--state-dir DIR] [-o table|json]
+//	brokerbench --versus [--portserver PATH] [--clients 1,8,16] [--state-dir DIR]
+//	brokerbench --churn [--churn-for 30s] [--churn-clients 32] [--churn-owners 8]
 package main
 
 import (
@@ -58,6 +65,15 @@ type config struct {
 	idle        time.Duration
 	fillClients int
 	runs        int
+
+	versus       bool
+	versusCalls  int
+	portserver   string
+	python       string
+	churn        bool
+	churnFor     time.Duration
+	churnClients int
+	churnOwners  int
 }
 
 // Defaults for a full run, and the quick run's overrides.
@@ -92,6 +108,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.idle, "idle", full.idle, "window over which idle CPU is measured (quick: 2s)")
 	fs.IntVar(&cfg.fillClients, "fill-clients", 16, "connections that fill the pool")
 	fs.IntVar(&cfg.runs, "runs", 1, "repeat the whole run, each on a fresh daemon, and report each figure's median and range")
+	fs.BoolVar(&cfg.versus, "versus", false, "run only the side-by-side figure: AcquireLease vs empty calls vs portserver (with --portserver)")
+	fs.IntVar(&cfg.versusCalls, "versus-calls", 4000, "calls of each kind per client count in --versus")
+	fs.StringVar(&cfg.portserver, "portserver", os.Getenv("BROKERBENCH_PORTSERVER"), "path to Google's portserver.py for --versus (env BROKERBENCH_PORTSERVER); empty skips it")
+	fs.StringVar(&cfg.python, "python", "python3", "python to run --portserver with (it needs psutil)")
+	fs.BoolVar(&cfg.churn, "churn", false, "run only the kill scenario: clients churn leases for shared owners, then every owner is killed")
+	fs.DurationVar(&cfg.churnFor, "churn-for", 30*time.Second, "how long --churn churns")
+	fs.IntVar(&cfg.churnClients, "churn-clients", 32, "clients in --churn, each on its own connection")
+	fs.IntVar(&cfg.churnOwners, "churn-owners", 8, "owner processes the --churn clients share")
 	if err := fs.Parse(args); err != nil {
 		return config{}, usageError{err}
 	}
@@ -162,6 +186,22 @@ func (c config) check() error {
 		return fmt.Errorf("--fill-clients: %d: want from 1 to 256", c.fillClients)
 	case c.runs < 1 || c.runs > 100:
 		return fmt.Errorf("--runs: %d: want from 1 to 100", c.runs)
+	case c.versus && c.churn:
+		return errors.New("--versus and --churn are separate runs: pick one")
+	case (c.versus || c.churn) && c.runs != 1:
+		return errors.New("--runs repeats the full run only; run --versus or --churn again instead")
+	case c.versusCalls < versusRound || c.versusCalls > 9000:
+		// portserver hands each call a port from its 10,000 and never
+		// takes one back while the owner lives.
+		return fmt.Errorf("--versus-calls: %d: want from %d to 9000", c.versusCalls, versusRound)
+	case c.portserver != "" && runtime.GOOS != "linux":
+		return errors.New("--portserver: runs only on Linux (portserver listens on an abstract unix socket)")
+	case c.churnFor < time.Second || c.churnFor > time.Hour:
+		return fmt.Errorf("--churn-for: %v: want from 1s to 1h", c.churnFor)
+	case c.churnClients < 1 || c.churnClients > 256:
+		return fmt.Errorf("--churn-clients: %d: want from 1 to 256", c.churnClients)
+	case c.churnOwners < 1 || c.churnOwners > 256:
+		return fmt.Errorf("--churn-owners: %d: want from 1 to 256", c.churnOwners)
 	}
 	return nil
 }
@@ -177,6 +217,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := progress(stderr)
+	if cfg.versus || cfg.churn {
+		return runMode(ctx, cfg, stdout, stderr, log)
+	}
 	var runs []*Results
 	for i := range cfg.runs {
 		if cfg.runs > 1 {
@@ -201,6 +244,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "brokerbench: write results: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// runMode runs --versus or --churn and writes its figure.
+func runMode(ctx context.Context, cfg config, stdout, stderr io.Writer, log func(string, ...any)) int {
+	var res any
+	var err error
+	if cfg.versus {
+		if cfg.portserver == "" {
+			log("no --portserver given: measuring the broker against empty calls only")
+		} else if _, serr := os.Stat(cfg.portserver); serr != nil {
+			fmt.Fprintf(stderr, "brokerbench: --portserver: %v\n", serr)
+			return 2
+		}
+		var v *Versus
+		v, err = versus(ctx, cfg, log)
+		res = v
+		if err == nil && cfg.output == "table" {
+			err = writeVersus(stdout, v)
+		}
+	} else {
+		var c *Churn
+		c, err = churn(ctx, cfg, log)
+		res = c
+		if err == nil && cfg.output == "table" {
+			err = writeChurn(stdout, c)
+		}
+	}
+	if err == nil && cfg.output == "json" {
+		err = writeJSON(stdout, res)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "brokerbench: %v\n", err)
 		return 1
 	}
 	return 0

@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 			d.Close()
 		}
 	}()
-	if err := d.openStore(cfg, log); err != nil {
+	if err := d.openStore(cfg, host, log); err != nil {
 		return nil, err
 	}
 	// Everything that can fail comes before broker.Open: it may begin
@@ -400,7 +400,7 @@ func prepareStateDir(dir string) error {
 
 // openStore opens the store after checking who owns it, and warns when it
 // opens older than the daemon last saw it (see CommitMarkFile).
-func (d *Daemon) openStore(cfg Config, log *slog.Logger) error {
+func (d *Daemon) openStore(cfg Config, host Host, log *slog.Logger) error {
 	path := filepath.Join(cfg.StateDir, StoreFile)
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
@@ -415,7 +415,7 @@ func (d *Daemon) openStore(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store, err := openBolt(cfg, path, log)
+	store, err := openBolt(cfg, host, path, log)
 	if err != nil {
 		return err
 	}
@@ -428,10 +428,26 @@ func (d *Daemon) openStore(cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-func openBolt(cfg Config, path string, log *slog.Logger) (*boltstore.Store, error) {
-	store, err := boltstore.Open(path)
+func openBolt(cfg Config, host Host, path string, log *slog.Logger) (*boltstore.Store, error) {
+	// The boot id lets the store void the leases of an earlier boot at
+	// once, and rebuild a file torn by the power loss that ended it.
+	var opts []boltstore.Option
+	if bs, ok := host.(broker.BootSource); ok {
+		id, err := bs.BootID()
+		if err != nil {
+			log.Warn("boot id unknown; leases of an earlier boot are checked owner by owner", "err", err)
+		}
+		opts = append(opts, boltstore.WithBootID(id))
+	}
+	store, err := boltstore.Open(path, opts...)
 	switch {
 	case err == nil:
+		if rep := store.Boot(); rep.TornAside != "" {
+			log.Warn("state file torn when the last boot ended; moved aside and rebuilt with the last ports it still held",
+				"file", path, "kept_as", rep.TornAside, "last_ports", rep.LastPorts, "err", rep.Torn)
+		} else if rep.Rebooted {
+			log.Info("state file from an earlier boot; its leases are void", "voided", rep.Voided, "last_ports", rep.LastPorts)
+		}
 		return store, nil
 	case errors.Is(err, boltstore.ErrLocked):
 		if who := readPIDFile(filepath.Join(cfg.StateDir, PIDFile)); who != "" {
@@ -444,7 +460,7 @@ func openBolt(cfg Config, path string, log *slog.Logger) (*boltstore.Store, erro
 			return nil, fmt.Errorf("%v; and moving it aside failed: %w", err, merr)
 		}
 		log.Warn("state file unreadable; moved aside and starting empty", "file", path, "kept_as", aside, "err", err)
-		return boltstore.Open(path)
+		return boltstore.Open(path, opts...)
 	}
 	return nil, err
 }

@@ -3,6 +3,7 @@
 package unix
 
 import (
+	"runtime"
 	"sync"
 
 	"github.com/portbroker/portbroker/broker"
@@ -19,10 +20,14 @@ type Host struct {
 
 // New returns the host.
 func New() *Host {
-	return &Host{
+	h := &Host{
 		families: sync.OnceValue(detectFamilies),
 		procs:    newProcTable(),
 	}
+	// The process table may hold descriptors (Linux pidfds); a Host that
+	// is dropped lets them go.
+	runtime.AddCleanup(h, func(t procTable) { t.close() }, h.procs)
+	return h
 }
 
 // Lookup returns the live process with this PID, or an error matching

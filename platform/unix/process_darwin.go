@@ -66,3 +66,6 @@ func processOf(kp *xunix.KinfoProc) broker.Process {
 		User: strconv.FormatUint(uint64(kp.Eproc.Pcred.P_ruid), 10),
 	}
 }
+
+// close releases nothing: lookups keep no state here.
+func (procTable) close() {}

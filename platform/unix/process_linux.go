@@ -23,13 +23,23 @@ type procTable struct {
 	// bootTime is read once: the kernel derives btime from the wall clock, so
 	// it can shift when the clock is stepped, and start times must not.
 	bootTime func() (time.Time, error)
+	cache    *procCache
 }
 
 func newProcTable() procTable {
-	return procTable{bootTime: sync.OnceValues(readBootTime)}
+	return procTable{bootTime: sync.OnceValues(readBootTime), cache: newProcCache()}
 }
 
+// lookup returns the live process with this PID, from the cache when it
+// is known alive.
 func (t procTable) lookup(pid int) (broker.Process, error) {
+	return t.lookupCached(pid)
+}
+
+// close releases the cache's pidfds.
+func (t procTable) close() { t.cache.close() }
+
+func (t procTable) lookupUncached(pid int) (broker.Process, error) {
 	p, err := t.open(pid)
 	if err != nil {
 		return broker.Process{}, err

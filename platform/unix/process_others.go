@@ -16,3 +16,5 @@ func newProcTable() procTable { return procTable{} }
 func (procTable) lookup(pid int) (broker.Process, error) {
 	return broker.Process{}, fmt.Errorf("look up pid %d: %w", pid, broker.ErrUnsupported)
 }
+
+func (procTable) close() {}
