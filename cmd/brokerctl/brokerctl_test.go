@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"github.com/portbroker/portbroker/client/clienttest"
 	"os"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portbroker/portbroker/internal/version"
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 )
 
@@ -436,6 +438,15 @@ func TestVersion(t *testing.T) {
 	r = brokerctl(t, "--addr", clienttest.DeadAddr(t), "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "brokerctl:   "+versionString()+"\n") || !strings.Contains(r.stdout, "portbrokerd: unreachable: ") {
 		t.Errorf("without a daemon: exit %d, stdout %q; want 0, the client version and the daemon unreachable", r.code, r.stdout)
+	}
+
+	r = brokerctl(t, "--addr", addr, "version", "-o", "json")
+	var got versionReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("version -o json: exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	if want := (versionReport{Brokerctl: version.Get(), Portbrokerd: &daemonVersion{Version: "1.2.3", Platform: "linux/amd64", Addr: addr}}); !cmp.Equal(got, want) {
+		t.Errorf("version -o json: %s", cmp.Diff(want, got))
 	}
 }
 

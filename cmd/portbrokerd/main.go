@@ -15,12 +15,10 @@ import (
 
 	"github.com/portbroker/portbroker/broker"
 	"github.com/portbroker/portbroker/internal/daemon"
+	"github.com/portbroker/portbroker/internal/version"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	// Under the Windows service manager the service runs the daemon instead.
@@ -38,7 +36,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	v := viper.New()
 	cmd := newRootCmd(v, stderr)
 	cmd.SetArgs(args)
-	cmd.SetOut(stderr)
+	// --version and --help answer on stdout, where scripts read them;
+	// everything else the daemon says is logged to stderr.
+	cmd.SetOut(os.Stdout)
 	cmd.SetErr(stderr)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
@@ -66,16 +66,17 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version.Get().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd, v, stderr)
 			if err != nil {
 				return usageError{err}
 			}
-			cfg.Version = version
+			cfg.Version = version.Get().String()
 			return daemon.Run(cmd.Context(), cfg, newHost(), log, nil)
 		},
 	}
+	cmd.SetVersionTemplate("portbrokerd {{.Version}}\n")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f := cmd.Flags()
 	f.String("addr", "", "address to serve: unix:///abs/path.sock, tcp://127.0.0.1:N or npipe:////./pipe/NAME (default: per-user socket)")
