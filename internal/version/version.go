@@ -64,13 +64,19 @@ func fromBuildInfo(stamped string, bi *debug.BuildInfo) Info {
 	return i
 }
 
-// String is the version as one line: "v1.2.3", or "dev (0123456789ab,
-// modified)" for a build from a checkout.
+// String is the version as one line: "v1.2.3", a pseudo-version such as
+// "v0.0.0-20261202161004-0123456789ab+dirty" for a build from a checkout,
+// or "dev (0123456789ab, modified)" when go recorded only the revision.
 func (i Info) String() string {
 	if i.Revision == "" {
 		return i.Version
 	}
 	rev := i.Revision[:min(len(i.Revision), 12)]
+	if strings.Contains(i.Version, rev) {
+		// A pseudo-version (go 1.24 and later derive one from the
+		// checkout) already names the revision, and "+dirty" the changes.
+		return i.Version
+	}
 	if i.Modified {
 		rev += ", modified"
 	}

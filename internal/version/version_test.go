@@ -19,6 +19,7 @@ func TestFromBuildInfo(t *testing.T) {
 		{"checkout", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs}, "dev (0123456789ab, modified)", "windows/arm64"},
 		{"clean checkout", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs[:1]}, "dev (0123456789ab)", ""},
 		{"go install", "", &debug.BuildInfo{Main: debug.Module{Version: "v0.3.1"}}, "v0.3.1", ""},
+		{"pseudo-version names the revision", "", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261202161004-0123456789ab+dirty"}, Settings: vcs}, "v0.0.0-20261202161004-0123456789ab+dirty", ""},
 		{"stamp wins", "v2.0.0", &debug.BuildInfo{Main: debug.Module{Version: "v0.3.1"}, Settings: vcs[:1]}, "v2.0.0 (0123456789ab)", ""},
 	}
 	for _, tt := range tests {
