@@ -46,10 +46,37 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "portbrokerd: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		return 2
+	case errors.Is(err, daemon.ErrAlreadyRunning):
+		return exitAlreadyRunning
 	}
 	return 1
+}
+
+// exitAlreadyRunning is the exit status when another daemon already serves
+// the address or state dir: not a failure to retry, so the systemd unit
+// lists it in RestartPreventExitStatus.
+const exitAlreadyRunning = 3
+
+// serve runs the daemon and tells a service manager, when one asked
+// (NOTIFY_SOCKET), that it is ready and, later, stopping.
+func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger) error {
+	notify := func(state string) {
+		if err := daemon.Notify(state); err != nil {
+			log.Warn("cannot notify the service manager", "err", err)
+		}
+	}
+	stopping := context.AfterFunc(ctx, func() { notify("STOPPING=1") })
+	defer stopping()
+	err := daemon.Run(ctx, cfg, newHost(), log, func(addr string) {
+		notify(fmt.Sprintf("READY=1\nSTATUS=serving %s\nMAINPID=%d", addr, os.Getpid()))
+	})
+	if errors.Is(err, daemon.ErrAlreadyRunning) {
+		err = fmt.Errorf("%w; not starting a second one (stop the running daemon first, or give this one its own --state-dir and --addr)", err)
+	}
+	return err
 }
 
 type usageError struct{ error }
@@ -73,7 +100,7 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 				return usageError{err}
 			}
 			cfg.Version = version.Get().String()
-			return daemon.Run(cmd.Context(), cfg, newHost(), log, nil)
+			return serve(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.SetVersionTemplate("portbrokerd {{.Version}}\n")
