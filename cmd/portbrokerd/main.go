@@ -81,6 +81,13 @@ func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger) error {
 
 type usageError struct{ error }
 
+// flagOfKey names the flag of each setting that has one.
+var flagOfKey = map[string]string{
+	"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
+	"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
+	"log_level": "log-level", "log_format": "log-format", "recover": "recover", "socket_group": "socket-group",
+}
+
 func newRootCmd(v *viper.Viper, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "portbrokerd",
@@ -118,11 +125,7 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 	f.String("log-format", "text", "text or json")
 	f.String("socket-group", "", "open the unix socket to this group (mode 0660) so its members may call")
 	f.Bool("recover", false, "move an unreadable lease store aside (keeping it) and start empty")
-	for key, name := range map[string]string{
-		"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
-		"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
-		"log_level": "log-level", "log_format": "log-format", "recover": "recover", "socket_group": "socket-group",
-	} {
+	for key, name := range flagOfKey {
 		_ = v.BindPFlag(key, f.Lookup(name))
 	}
 	cmd.AddCommand(newServiceCmd())
@@ -143,6 +146,7 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			file = filepath.Join(dir, "portbroker", "portbroker.yaml")
 		}
 	}
+	var cf *configFile
 	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")
@@ -150,8 +154,15 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			if explicit || !errors.Is(err, os.ErrNotExist) {
 				return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
 			}
-		} else if err := checkFileKeys(file); err != nil {
-			return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
+		} else {
+			// The file is read again on its own: the main viper also holds
+			// every bound flag, which are not the file's to name.
+			if cf, err = readConfigFile(file); err != nil {
+				return daemon.Config{}, nil, err
+			}
+			if err := cf.check(); err != nil {
+				return daemon.Config{}, nil, err
+			}
 		}
 	}
 	log, err := newLogger(stderr, v.GetString("log_level"), v.GetString("log_format"))
@@ -182,8 +193,26 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 		SocketGroup: v.GetString("socket_group"),
 	}
 	cfg, err := s.Resolve()
+	if err != nil {
+		// Errors start with the setting; name the file's line when the
+		// value came from there (not from a flag or the environment).
+		key, _, _ := strings.Cut(err.Error(), ":")
+		if where := cf.line(key); where != "" && !fromFlagOrEnv(cmd, key) {
+			err = fmt.Errorf("config %s: %w", where, err)
+		}
+	}
 	cfg.Protected = protectedNames
 	return cfg, log, err
+}
+
+// fromFlagOrEnv reports whether key's value came from a flag or a
+// PORTBROKER_* variable, which beat the file.
+func fromFlagOrEnv(cmd *cobra.Command, key string) bool {
+	if name, ok := flagOfKey[key]; ok && cmd.Flags().Changed(name) {
+		return true
+	}
+	_, ok := os.LookupEnv("PORTBROKER_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key)))
+	return ok
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -199,17 +228,4 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log_format: %q: want text or json", format)
-}
-
-// checkFileKeys rejects settings the file names that portbrokerd does not
-// know. It reads the file on its own: the main viper also holds every
-// bound flag, which are not the file's to name.
-func checkFileKeys(file string) error {
-	fv := viper.New()
-	fv.SetConfigFile(file)
-	fv.SetConfigType("yaml")
-	if err := fv.ReadInConfig(); err != nil {
-		return err
-	}
-	return daemon.CheckKeys(fv.AllKeys())
 }
