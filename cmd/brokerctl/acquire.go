@@ -31,7 +31,8 @@ func (c *cli) acquireCmd() *cobra.Command {
 the shell that ran brokerctl, and ends when that process exits.`,
 		Example: `  PORT=$(brokerctl acquire web --port 8000)
   brokerctl acquire dns --udp --ttl 5m -o json`,
-		Args: argsNamed("NAME"),
+		Args:              argsNamed("NAME"),
+		ValidArgsFunction: c.completeLeases(completeNames, false),
 	}
 	out := newOutputFlag(cmd, "port", "json")
 	f := cmd.Flags()

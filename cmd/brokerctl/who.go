@@ -28,7 +28,8 @@ document each).`,
 		Example: `  brokerctl who 8000
   brokerctl who 8000 3000 8081
   brokerctl who 5353 --udp -o json`,
-		Args: argsAtLeastOne("PORT"),
+		Args:              argsAtLeastOne("PORT"),
+		ValidArgsFunction: c.completeLeases(completePorts, true),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&udp, "udp", false, "the UDP port rather than the TCP one")
@@ -109,7 +110,8 @@ ancestors. Several ports are reclaimed in the order given; exits 1 when
 any is still not free afterwards.`,
 		Example: `  brokerctl reclaim 8000 --kill
   brokerctl reclaim 8000 3000 --kill --grace 2s`,
-		Args: argsAtLeastOne("PORT"),
+		Args:              argsAtLeastOne("PORT"),
+		ValidArgsFunction: c.completeLeases(completePorts, true),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	f := cmd.Flags()
