@@ -37,8 +37,9 @@ const (
 const maxLogSize = 8 << 20
 
 // startDaemon starts portbrokerd detached to serve addr and waits until it
-// reports healthy. A daemon that exits at once usually lost a race with
-// another client's daemon, so the wait goes on for the winner.
+// reports healthy. A daemon that exits saying another runs (exit 3) lost a
+// race with another client's daemon, so the wait goes on for the winner;
+// any other exit fails at once with the daemon's last log line, its error.
 func startDaemon(ctx context.Context, addr string) error {
 	fail := func(format string, args ...any) error {
 		return &rpcError{kind: ErrUnavailable, msg: fmt.Sprintf("no portbrokerd at %s, and starting one failed: ", addr) + fmt.Sprintf(format, args...)}
@@ -86,6 +87,15 @@ func startDaemon(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, AutoStartTimeout)
 	defer cancel()
 	if err := waitHealthy(ctx, addr, exited); err != nil {
+		var gone *daemonExited
+		if errors.As(err, &gone) {
+			// The daemon's own last words (its error) say what to do.
+			msg := fmt.Sprintf("the portbrokerd it started exited (%v)", gone.err)
+			if line := lastLine(logPath); line != "" {
+				msg += ": " + line
+			}
+			return fail("%s (log: %s)", msg, logPath)
+		}
 		msg := fmt.Sprintf("started %s (pid %d) but it did not report healthy within %v: %v", bin, cmd.Process.Pid, AutoStartTimeout, err)
 		if line := lastLine(logPath); line != "" {
 			msg += "; its log ends: " + line
@@ -94,6 +104,16 @@ func startDaemon(ctx context.Context, addr string) error {
 	}
 	return nil
 }
+
+// exitAlreadyRunning is portbrokerd's exit status when another daemon
+// already serves the address or state dir.
+const exitAlreadyRunning = 3
+
+// daemonExited is a started daemon's exit for any reason but losing a
+// race to another daemon: waiting longer would not help.
+type daemonExited struct{ err error }
+
+func (e *daemonExited) Error() string { return "it exited: " + e.err.Error() }
 
 // daemonBinary finds portbrokerd: $PORTBROKER_DAEMON, else next to the
 // running executable (where go install and release archives put both),
@@ -144,7 +164,15 @@ func waitHealthy(ctx context.Context, addr string, exited <-chan error) error {
 			if exitErr == nil {
 				exitErr = errors.New("exit status 0")
 			}
-			exited = nil // a racing client's daemon may still come up
+			var ee *exec.ExitError
+			if !errors.As(exitErr, &ee) || ee.ExitCode() != exitAlreadyRunning {
+				// A bad config or a broken install: no daemon is coming.
+				if checkHealth(ctx, addr) == nil {
+					return nil
+				}
+				return &daemonExited{err: exitErr}
+			}
+			exited = nil // a racing client's daemon will come up
 		case <-time.After(delay):
 			delay = min(2*delay, 250*time.Millisecond)
 		}

@@ -14,9 +14,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -407,7 +409,8 @@ func TestWatchBreakEndsStream(t *testing.T) {
 
 // kinds are every error kind a daemon status maps to.
 var kinds = []error{
-	client.ErrInvalidArgument, client.ErrNotFound, client.ErrPoolExhausted, client.ErrPortHeld,
+	client.ErrInvalidArgument, client.ErrNotFound, client.ErrPoolExhausted, client.ErrLeaseLimit,
+	client.ErrUserLimit, client.ErrWatcherLimit, client.ErrWatchOverflow, client.ErrPortHeld,
 	client.ErrNameTaken, client.ErrPermissionDenied, client.ErrConflict, client.ErrUnimplemented,
 	client.ErrUnavailable, context.Canceled, context.DeadlineExceeded,
 }
@@ -607,5 +610,84 @@ func TestCloseStopsKeepalive(t *testing.T) {
 	}
 	if !errors.Is(lease.Err(), client.ErrClientClosed) {
 		t.Errorf("Err = %v, want ErrClientClosed", lease.Err())
+	}
+}
+
+// withInfo is a daemon status carrying an ErrorInfo and any further details.
+func withInfo(t *testing.T, code codes.Code, msg, reason string, meta map[string]string, more ...protoadapt.MessageV1) error {
+	t.Helper()
+	st, err := status.New(code, msg).WithDetails(append([]protoadapt.MessageV1{
+		&errdetails.ErrorInfo{Reason: reason, Domain: "portbroker.dev", Metadata: meta}}, more...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Err()
+}
+
+// The client reads the structured details, not the message: each status
+// below has a message that says nothing (or says something else), so only
+// the details can give the kind, field or holder.
+func TestErrorMappingFromDetails(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		want  error
+		check func(t *testing.T, err error)
+	}{
+		{"pool", withInfo(t, codes.ResourceExhausted, "no", "POOL_EXHAUSTED", nil), client.ErrPoolExhausted, nil},
+		{"lease limit", withInfo(t, codes.ResourceExhausted, "no", "LEASE_LIMIT", nil), client.ErrLeaseLimit, nil},
+		{"user limit", withInfo(t, codes.ResourceExhausted, "no", "USER_LIMIT", nil), client.ErrUserLimit, nil},
+		{"watcher limit", withInfo(t, codes.ResourceExhausted, "no", "WATCHER_LIMIT", nil), client.ErrWatcherLimit, nil},
+		{"watch overflow", withInfo(t, codes.ResourceExhausted, "no", "WATCH_OVERFLOW", nil), client.ErrWatchOverflow, nil},
+		{"kill refused", withInfo(t, codes.PermissionDenied, "no", "KILL_REFUSED", map[string]string{"pid": "1"}), client.ErrPermissionDenied,
+			func(t *testing.T, err error) {
+				if reason, meta := client.ErrorReason(err); reason != "KILL_REFUSED" || meta["pid"] != "1" {
+					t.Errorf("ErrorReason = %q %v; want KILL_REFUSED with pid 1", reason, meta)
+				}
+			}},
+		{"unknown reason keeps the code's kind", withInfo(t, codes.NotFound, "no", "SOMETHING_NEW", nil), client.ErrNotFound, nil},
+		{"foreign domain is ignored", func() error {
+			st, _ := status.New(codes.ResourceExhausted, "quota").WithDetails(&errdetails.ErrorInfo{Reason: "USER_LIMIT", Domain: "example.com"})
+			return st.Err()
+		}(), client.ErrPoolExhausted, nil},
+		{"bad request", func() error {
+			st, _ := status.New(codes.InvalidArgument, "request: bad").WithDetails(&errdetails.BadRequest{
+				FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "launcher_pid", Description: "must not be 1"}}})
+			return st.Err()
+		}(), client.ErrInvalidArgument, func(t *testing.T, err error) {
+			var e *client.InvalidArgumentError
+			if !errors.As(err, &e) || e.Field != "launcher_pid" || e.Rule != "must not be 1" {
+				t.Errorf("InvalidArgumentError = %+v; want launcher_pid from the BadRequest", e)
+			}
+			if len(status.Convert(err).Details()) != 1 {
+				t.Errorf("status lost its details: %v", status.Convert(err).Details())
+			}
+		}},
+		{"port held", withInfo(t, codes.FailedPrecondition, "port 1 is held by pid 2 (x)", "PORT_HELD",
+			map[string]string{"port": "8000", "holder_pid": "4242", "holder_name": "python3", "lease_id": "l-1", "lease_name": "web"}),
+			client.ErrPortHeld, func(t *testing.T, err error) {
+				var e *client.PortHeldError
+				want := client.PortHeldError{Port: 8000, HolderPID: 4242, HolderName: "python3", LeaseID: "l-1", LeaseName: "web"}
+				if !errors.As(err, &e) || e.Port != want.Port || e.HolderPID != want.HolderPID || e.HolderName != want.HolderName ||
+					e.LeaseID != want.LeaseID || e.LeaseName != want.LeaseName {
+					t.Errorf("PortHeldError = %+v; want %+v from the ErrorInfo, not the message", e, want)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := clienttest.Serve(t, &clienttest.FakeBroker{Release: func(*brokerpb.ReleaseLeaseRequest) (*brokerpb.ReleaseLeaseResponse, error) {
+				return nil, tt.err
+			}})
+			err := newClient(t, addr).Release(t.Context(), "l-9")
+			for _, kind := range kinds {
+				if got, want := errors.Is(err, kind), kind == tt.want; got != want {
+					t.Errorf("errors.Is(%q, %v) = %v, want %v", err, kind, got, want)
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, err)
+			}
+		})
 	}
 }

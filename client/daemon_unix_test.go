@@ -20,6 +20,8 @@ import (
 
 	"github.com/portbroker/portbroker/client"
 	"github.com/portbroker/portbroker/client/clienttest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 )
 
 // failAfter bounds waits for something the daemon does by itself; it only
@@ -282,6 +284,13 @@ func TestDaemonTypedErrors(t *testing.T) {
 				if !errors.As(err, &phe) || phe.Port != held.Port || phe.HolderPID != other {
 					t.Errorf("PortHeldError = %+v; want port %d held by pid %d", phe, held.Port, other)
 				}
+				// The lease's id and name come only in the error details.
+				if phe.LeaseID != held.ID || phe.LeaseName != "held" {
+					t.Errorf("PortHeldError lease = %q %q; want %q held (from the ErrorInfo)", phe.LeaseID, phe.LeaseName, held.ID)
+				}
+				if reason, _ := client.ErrorReason(err); reason != "PORT_HELD" {
+					t.Errorf("ErrorReason = %q; want PORT_HELD", reason)
+				}
 			},
 		},
 		{
@@ -308,6 +317,18 @@ func TestDaemonTypedErrors(t *testing.T) {
 				var iae *client.InvalidArgumentError
 				if !errors.As(err, &iae) || iae.Field != "ttl" {
 					t.Errorf("InvalidArgumentError = %+v; want field ttl", iae)
+				}
+				// What grpcurl prints: the status keeps its BadRequest.
+				var fields []string
+				for _, d := range status.Convert(err).Details() {
+					if br, ok := d.(*errdetails.BadRequest); ok {
+						for _, v := range br.GetFieldViolations() {
+							fields = append(fields, v.GetField()+": "+v.GetDescription())
+						}
+					}
+				}
+				if len(fields) != 1 || !strings.HasPrefix(fields[0], "ttl: ") {
+					t.Errorf("BadRequest violations = %q; want one for ttl", fields)
 				}
 			},
 		},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,8 @@ func (c *cli) acquireCmd() *cobra.Command {
 the shell that ran brokerctl, and ends when that process exits.`,
 		Example: `  PORT=$(brokerctl acquire web --port 8000)
   brokerctl acquire dns --udp --ttl 5m -o json`,
-		Args: cobra.ExactArgs(1),
+		Args:              argsNamed("NAME"),
+		ValidArgsFunction: c.completeLeases(completeNames, false),
 	}
 	out := newOutputFlag(cmd, "port", "json")
 	f := cmd.Flags()
@@ -84,6 +86,14 @@ the shell that ran brokerctl, and ends when that process exits.`,
 		}
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
 			resp, err := cl.RPC().AcquireLease(ctx, req)
+			var held *client.PortHeldError
+			if errors.As(err, &held) && held.HolderPID == 0 {
+				// The daemon knew only that the port does not bind; the
+				// holder may still be a process who can name.
+				if who := holdersOf(ctx, cl, uint32(port), req.Protocol); who != "" {
+					return fmt.Errorf("%w; held by %s", err, who)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -91,6 +101,9 @@ the shell that ran brokerctl, and ends when that process exits.`,
 				return printJSON(c.stdout, resp, false)
 			}
 			if reason := resp.GetFallbackReason(); reason != "" {
+				if who := holdersOf(ctx, cl, uint32(port), req.Protocol); who != "" && !strings.Contains(reason, "pid ") {
+					reason += "; held by " + who
+				}
 				fmt.Fprintf(c.stderr, "brokerctl: port %d not granted (%s); leased %d instead\n", port, reason, resp.GetLease().GetPort())
 			}
 			_, err = fmt.Fprintln(c.stdout, resp.GetLease().GetPort())
@@ -98,4 +111,21 @@ the shell that ran brokerctl, and ends when that process exits.`,
 		})
 	})
 	return cmd
+}
+
+// holdersOf names the processes holding port, as who shows them, or ""
+// when none is known (or the daemon cannot tell).
+func holdersOf(ctx context.Context, cl *client.Client, port uint32, proto brokerpb.Protocol) string {
+	if proto == brokerpb.Protocol_PROTOCOL_TCP_UDP {
+		proto = brokerpb.Protocol_PROTOCOL_TCP
+	}
+	resp, err := cl.RPC().InspectPort(ctx, &brokerpb.InspectPortRequest{Port: port, Protocol: proto})
+	if err != nil {
+		return ""
+	}
+	var names []string
+	for _, h := range resp.GetHolders() {
+		names = append(names, procName(h.GetPid(), h.GetName()))
+	}
+	return strings.Join(names, ", ")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"github.com/portbroker/portbroker/client/clienttest"
 	"os"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portbroker/portbroker/internal/version"
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 )
 
@@ -321,8 +323,13 @@ func TestExitCodes(t *testing.T) {
 		{"no daemon", []string{"--addr", clienttest.DeadAddr(t), "leases"}, 1, "brokerctl: no portbrokerd at "},
 		{"unknown flag", []string{"leases", "--bogus"}, 2, "unknown flag: --bogus"},
 		{"unknown command", []string{"lease"}, 2, `unknown command "lease"`},
-		{"missing argument", []string{"acquire"}, 2, "accepts 1 arg(s), received 0"},
-		{"extra argument", []string{"release", "a", "b"}, 2, "accepts 1 arg(s), received 2"},
+		{"missing argument", []string{"acquire"}, 2, "missing NAME: usage: brokerctl acquire NAME"},
+		{"extra argument", []string{"release", "a", "b"}, 2, "too many arguments: brokerctl release takes ID|PORT|NAME, got 2 (a b)"},
+		{"empty name", []string{"acquire", ""}, 2, "NAME: must not be empty"},
+		{"who without ports", []string{"who"}, 2, "missing PORT"},
+		{"reclaim a port twice", []string{"reclaim", "8000", "8000"}, 2, "PORT: 8000 is given twice"},
+		{"run with a typo before --", []string{"run", "web", "--bogus", "--", "x"}, 2, "unknown flag: --bogus\n"},
+		{"run without --", []string{"run", "backend", "python3", "-m", "http.server"}, 2, "unknown shorthand flag: 'm' in -m; put -- before the command: brokerctl run NAME [flags] -- CMD [ARGS...]"},
 		{"bad output", []string{"leases", "-o", "yaml"}, 2, "must be one of table, wide, json"},
 		{"bad duration", []string{"acquire", "web", "--ttl", "soon"}, 2, `invalid argument "soon"`},
 		{"zero timeout", []string{"--timeout", "0s", "leases"}, 2, "--timeout"},
@@ -431,6 +438,15 @@ func TestVersion(t *testing.T) {
 	r = brokerctl(t, "--addr", clienttest.DeadAddr(t), "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "brokerctl:   "+versionString()+"\n") || !strings.Contains(r.stdout, "portbrokerd: unreachable: ") {
 		t.Errorf("without a daemon: exit %d, stdout %q; want 0, the client version and the daemon unreachable", r.code, r.stdout)
+	}
+
+	r = brokerctl(t, "--addr", addr, "version", "-o", "json")
+	var got versionReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("version -o json: exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	if want := (versionReport{Brokerctl: version.Get(), Portbrokerd: &daemonVersion{Version: "1.2.3", Platform: "linux/amd64", Addr: addr}}); !cmp.Equal(got, want) {
+		t.Errorf("version -o json: %s", cmp.Diff(want, got))
 	}
 }
 

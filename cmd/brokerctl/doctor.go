@@ -61,6 +61,7 @@ stops a process whose parent still runs. Exits 0 only when every port is
 usable.`,
 		Example: `  brokerctl doctor
   brokerctl doctor 8000 frontend --fix`,
+		ValidArgsFunction: c.completeLeases(completeNames|completePorts, true),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	f := cmd.Flags()

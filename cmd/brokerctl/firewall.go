@@ -37,7 +37,7 @@ func (c *cli) firewallOpenCmd() *cobra.Command {
 		Use:     "open PORT",
 		Short:   "Allow inbound connections to a port",
 		Example: "  brokerctl firewall open 8000 --program C:\\Python312\\python.exe --lease 639db732996ea4db",
-		Args:    cobra.ExactArgs(1),
+		Args:    argsNamed("PORT"),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&udp, "udp", false, "the UDP port rather than the TCP one")
@@ -68,7 +68,7 @@ func (c *cli) firewallCloseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "close PORT",
 		Short: "Remove the broker's rules for a port",
-		Args:  cobra.ExactArgs(1),
+		Args:  argsNamed("PORT"),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	cmd.Flags().BoolVar(&udp, "udp", false, "the UDP port rather than the TCP one")

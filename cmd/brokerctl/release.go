@@ -21,7 +21,8 @@ func (c *cli) releaseCmd() *cobra.Command {
 lease name in --namespace; it must match exactly one lease.`,
 		Example: `  brokerctl release 8000
   brokerctl release web --namespace ci`,
-		Args: cobra.ExactArgs(1),
+		Args:              argsNamed("ID|PORT|NAME"),
+		ValidArgsFunction: c.completeLeases(completeIDs|completeNames|completePorts, false),
 	}
 	out := newOutputFlag(cmd, "text", "json")
 	cmd.Flags().StringVar(&namespace, "namespace", "default", "namespace in which to look up a lease name (default: the project's inside a project)")

@@ -58,8 +58,61 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "brokerctl: %s\n", printable(strings.Join(strings.Fields(f.Error()), " ")))
 		return exitFailure
 	}
-	fmt.Fprintf(c.stderr, "brokerctl: %s\nRun '%s --help' for usage.\n", strings.TrimRight(err.Error(), "\n"), cmd.CommandPath())
+	msg := strings.TrimRight(err.Error(), "\n")
+	if cmd.Name() == "run" && strings.HasPrefix(msg, "unknown") && strings.Contains(msg, "flag") && !slices.Contains(args, "--") {
+		// The command's own flags were read as brokerctl's.
+		msg += "; put -- before the command: brokerctl run NAME [flags] -- CMD [ARGS...]"
+	}
+	fmt.Fprintf(c.stderr, "brokerctl: %s\nRun '%s --help' for usage.\n", msg, cmd.CommandPath())
 	return exitUsage
+}
+
+// argsNamed checks a command's positional arguments against their names
+// (as the usage line spells them), so that errors name what is missing,
+// extra or empty.
+func argsNamed(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(names) {
+			return fmt.Errorf("missing %s: usage: %s", strings.Join(names[len(args):], " "), cmd.UseLine())
+		}
+		if len(args) > len(names) {
+			return fmt.Errorf("too many arguments: %s takes %s, got %d (%s)", cmd.CommandPath(), strings.Join(names, " "), len(args), strings.Join(args, " "))
+		}
+		return nonEmpty(names[0], args)
+	}
+}
+
+// argsAtLeastOne is argsNamed for a command taking one or more of name.
+func argsAtLeastOne(name string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return fmt.Errorf("missing %s: usage: %s", name, cmd.UseLine())
+		}
+		return nonEmpty(name, args)
+	}
+}
+
+func nonEmpty(name string, args []string) error {
+	for _, a := range args {
+		if strings.TrimSpace(a) == "" {
+			return fmt.Errorf("%s: must not be empty", name)
+		}
+	}
+	return nil
+}
+
+// flagOfField names the flag or argument a request field came from, so
+// that the daemon's refusal of a value reads as a usage error about what
+// the user typed.
+var flagOfField = map[string]string{
+	"name":         "NAME",
+	"namespace":    "--namespace",
+	"port":         "--port",
+	"ttl":          "--ttl",
+	"owner_pid":    "--pid",
+	"launcher_pid": "--launcher-pid",
+	"grace":        "--grace",
+	"protocol":     "--udp/--tcp-udp",
 }
 
 func (c *cli) rootCmd() *cobra.Command {
@@ -136,6 +189,15 @@ func runE(body func(cmd *cobra.Command, args []string) error) func(*cobra.Comman
 		err := body(cmd, args)
 		if u, ec := (*usageError)(nil), (*exitCode)(nil); err == nil || errors.As(err, &u) || errors.As(err, &ec) {
 			return err
+		}
+		// A value the daemon refused is bad input, as a flag brokerctl
+		// refuses itself is: exit 2, naming the flag.
+		if iae := (*client.InvalidArgumentError)(nil); errors.As(err, &iae) && iae.Field != "" {
+			name, ok := flagOfField[iae.Field]
+			if !ok {
+				name = iae.Field
+			}
+			return usageErrorf("%s: %s", name, iae.Rule)
 		}
 		return &failure{err: err}
 	}

@@ -15,12 +15,10 @@ import (
 
 	"github.com/portbroker/portbroker/broker"
 	"github.com/portbroker/portbroker/internal/daemon"
+	"github.com/portbroker/portbroker/internal/version"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	// Under the Windows service manager the service runs the daemon instead.
@@ -38,7 +36,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	v := viper.New()
 	cmd := newRootCmd(v, stderr)
 	cmd.SetArgs(args)
-	cmd.SetOut(stderr)
+	// --version and --help answer on stdout, where scripts read them;
+	// everything else the daemon says is logged to stderr.
+	cmd.SetOut(os.Stdout)
 	cmd.SetErr(stderr)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
@@ -46,13 +46,47 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "portbrokerd: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		return 2
+	case errors.Is(err, daemon.ErrAlreadyRunning):
+		return exitAlreadyRunning
 	}
 	return 1
 }
 
+// exitAlreadyRunning is the exit status when another daemon already serves
+// the address or state dir: not a failure to retry, so the systemd unit
+// lists it in RestartPreventExitStatus.
+const exitAlreadyRunning = 3
+
+// serve runs the daemon and tells a service manager, when one asked
+// (NOTIFY_SOCKET), that it is ready and, later, stopping.
+func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger) error {
+	notify := func(state string) {
+		if err := daemon.Notify(state); err != nil {
+			log.Warn("cannot notify the service manager", "err", err)
+		}
+	}
+	stopping := context.AfterFunc(ctx, func() { notify("STOPPING=1") })
+	defer stopping()
+	err := daemon.Run(ctx, cfg, newHost(), log, func(addr string) {
+		notify(fmt.Sprintf("READY=1\nSTATUS=serving %s\nMAINPID=%d", addr, os.Getpid()))
+	})
+	if errors.Is(err, daemon.ErrAlreadyRunning) {
+		err = fmt.Errorf("%w; not starting a second one (stop the running daemon first, or give this one its own --state-dir and --addr)", err)
+	}
+	return err
+}
+
 type usageError struct{ error }
+
+// flagOfKey names the flag of each setting that has one.
+var flagOfKey = map[string]string{
+	"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
+	"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
+	"log_level": "log-level", "log_format": "log-format", "recover": "recover", "socket_group": "socket-group",
+}
 
 func newRootCmd(v *viper.Viper, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
@@ -66,16 +100,17 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version.Get().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd, v, stderr)
 			if err != nil {
 				return usageError{err}
 			}
-			cfg.Version = version
-			return daemon.Run(cmd.Context(), cfg, newHost(), log, nil)
+			cfg.Version = version.Get().String()
+			return serve(cmd.Context(), cfg, log)
 		},
 	}
+	cmd.SetVersionTemplate("portbrokerd {{.Version}}\n")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f := cmd.Flags()
 	f.String("addr", "", "address to serve: unix:///abs/path.sock, tcp://127.0.0.1:N or npipe:////./pipe/NAME (default: per-user socket)")
@@ -90,11 +125,7 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 	f.String("log-format", "text", "text or json")
 	f.String("socket-group", "", "open the unix socket to this group (mode 0660) so its members may call")
 	f.Bool("recover", false, "move an unreadable lease store aside (keeping it) and start empty")
-	for key, name := range map[string]string{
-		"addr": "addr", "state_dir": "state-dir", "range": "range", "exclude": "exclude",
-		"reclaim.poll_interval": "poll-interval", "reclaim.orphans": "orphans", "reclaim.grace": "grace",
-		"log_level": "log-level", "log_format": "log-format", "recover": "recover", "socket_group": "socket-group",
-	} {
+	for key, name := range flagOfKey {
 		_ = v.BindPFlag(key, f.Lookup(name))
 	}
 	cmd.AddCommand(newServiceCmd())
@@ -115,6 +146,7 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			file = filepath.Join(dir, "portbroker", "portbroker.yaml")
 		}
 	}
+	var cf *configFile
 	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")
@@ -122,8 +154,15 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			if explicit || !errors.Is(err, os.ErrNotExist) {
 				return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
 			}
-		} else if err := checkFileKeys(file); err != nil {
-			return daemon.Config{}, nil, fmt.Errorf("config %s: %w", file, err)
+		} else {
+			// The file is read again on its own: the main viper also holds
+			// every bound flag, which are not the file's to name.
+			if cf, err = readConfigFile(file); err != nil {
+				return daemon.Config{}, nil, err
+			}
+			if err := cf.check(); err != nil {
+				return daemon.Config{}, nil, err
+			}
 		}
 	}
 	log, err := newLogger(stderr, v.GetString("log_level"), v.GetString("log_format"))
@@ -154,8 +193,26 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 		SocketGroup: v.GetString("socket_group"),
 	}
 	cfg, err := s.Resolve()
+	if err != nil {
+		// Errors start with the setting; name the file's line when the
+		// value came from there (not from a flag or the environment).
+		key, _, _ := strings.Cut(err.Error(), ":")
+		if where := cf.line(key); where != "" && !fromFlagOrEnv(cmd, key) {
+			err = fmt.Errorf("config %s: %w", where, err)
+		}
+	}
 	cfg.Protected = protectedNames
 	return cfg, log, err
+}
+
+// fromFlagOrEnv reports whether key's value came from a flag or a
+// PORTBROKER_* variable, which beat the file.
+func fromFlagOrEnv(cmd *cobra.Command, key string) bool {
+	if name, ok := flagOfKey[key]; ok && cmd.Flags().Changed(name) {
+		return true
+	}
+	_, ok := os.LookupEnv("PORTBROKER_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key)))
+	return ok
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -171,17 +228,4 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log_format: %q: want text or json", format)
-}
-
-// checkFileKeys rejects settings the file names that portbrokerd does not
-// know. It reads the file on its own: the main viper also holds every
-// bound flag, which are not the file's to name.
-func checkFileKeys(file string) error {
-	fv := viper.New()
-	fv.SetConfigFile(file)
-	fv.SetConfigType("yaml")
-	if err := fv.ReadInConfig(); err != nil {
-		return err
-	}
-	return daemon.CheckKeys(fv.AllKeys())
 }

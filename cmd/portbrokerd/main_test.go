@@ -90,15 +90,23 @@ func TestConfigFileErrors(t *testing.T) {
 		name, body, want string
 	}{
 		{"empty file is fine", "", ""},
-		{"typo", "servics: {backend: {port: 8000}}\n", `unknown setting "servics.backend.port"`},
-		{"bad port", "services: {backend: {port: 70000}}\n", "services.backend.port: must be from 1 to 65535"},
-		{"bad section field", "reclaim: {grace: 1s, orphan: kill}\n", `reclaim: unknown field "orphan"`},
-		{"bad range", "range: 30000-20000\n", "range: "},
-		{"not yaml", "range: [\n", "config "},
+		{"typo", "servics: {backend: {port: 8000}}\n", `config FILE:1: unknown setting "servics"; did you mean "services"?`},
+		{"section field at top level", "range: 20000-29999\ngrace: 2s\n", `config FILE:2: unknown setting "grace"; did you mean "reclaim.grace"?`},
+		{"bad port", "services:\n  backend: {port: 70000}\n", "config FILE:2: services.backend.port: must be from 1 to 65535"},
+		{"port not a number", "services:\n  backend:\n    port: eight\n", `config FILE:3: services.backend.port: want a whole number, not "eight"`},
+		{"service not a mapping", "services:\n  backend: 8000\n", `config FILE:2: services.backend: want a mapping such as {port: 8000}, not "8000"`},
+		{"limit not a number", "limits:\n  leases: lots\n", `config FILE:2: limits.leases: want a whole number, not "lots"`},
+		{"section not a mapping", "reclaim: 5s\n", `config FILE:1: reclaim: want a mapping of reclaim settings, not "5s"`},
+		{"bad section field", "reclaim: {grace: 1s, orphan: kill}\n", `config FILE:1: reclaim: unknown field "orphan"; did you mean "reclaim.orphans"?`},
+		{"bad grace", "log_level: info\nreclaim:\n  grace: soon\n", "config FILE:3: reclaim.grace: "},
+		{"bad range", "range: 30000-20000\n", "config FILE:1: range: "},
+		{"not yaml", "range: [\n", "config FILE: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadArgs(t, "--config", writeConfig(t, tt.body), "--recover")
+			file := writeConfig(t, tt.body)
+			tt.want = strings.ReplaceAll(tt.want, "FILE", file)
+			_, err := loadArgs(t, "--config", file, "--recover")
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

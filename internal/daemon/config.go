@@ -79,21 +79,109 @@ var nested = map[string][]string{
 // them: lower case, dotted for nesting.
 func CheckKeys(keys []string) error {
 	for _, k := range keys {
-		top, rest, _ := strings.Cut(k, ".")
-		if !slices.Contains(Keys, top) {
-			return fmt.Errorf("unknown setting %q: want one of %s", k, strings.Join(Keys, ", "))
-		}
-		if fields, ok := nested[top]; ok && rest != "" && !slices.Contains(fields, rest) {
-			return fmt.Errorf("%s: unknown field %q: want one of %s", top, rest, strings.Join(fields, ", "))
-		}
-		if top == "services" && rest != "" {
-			name, field, _ := strings.Cut(rest, ".")
-			if field != "" && field != "port" && field != "protocol" {
-				return fmt.Errorf("services.%s: unknown field %q: want port or protocol", name, field)
-			}
+		if err := CheckKey(k); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// CheckKey rejects one key that is not a setting, suggesting the setting
+// most likely meant (grace: reclaim.grace).
+func CheckKey(k string) error {
+	top, rest, _ := strings.Cut(k, ".")
+	if !slices.Contains(Keys, top) {
+		return fmt.Errorf("unknown setting %q%s; the settings are %s", k, didYouMean(k), strings.Join(LeafKeys(), ", "))
+	}
+	if fields, ok := nested[top]; ok && rest != "" && !slices.Contains(fields, rest) {
+		return fmt.Errorf("%s: unknown field %q%s; want one of %s", top, rest, didYouMean(k), strings.Join(fields, ", "))
+	}
+	if top == "services" && rest != "" {
+		name, field, _ := strings.Cut(rest, ".")
+		if field != "" && field != "port" && field != "protocol" {
+			hint := ""
+			if s := nearest(field, []string{"port", "protocol"}); s != "" {
+				hint = fmt.Sprintf("; did you mean %q?", "services."+name+"."+s)
+			}
+			return fmt.Errorf("services.%s: unknown field %q%s; want port or protocol", name, field, hint)
+		}
+	}
+	return nil
+}
+
+// LeafKeys are every setting's full key, sections spelt out.
+func LeafKeys() []string {
+	var out []string
+	for _, k := range Keys {
+		if fields, ok := nested[k]; ok {
+			for _, f := range fields {
+				out = append(out, k+"."+f)
+			}
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// didYouMean is "; did you mean "KEY"?" for the setting nearest to k, or
+// "" when none is near.
+func didYouMean(k string) string {
+	if s := nearest(k, LeafKeys()); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
+	}
+	return ""
+}
+
+// nearest is the candidate k most likely stands for: one whose last part
+// is k's last part (grace: reclaim.grace), else the closest in edit
+// distance to k, else to its last part, else to its first, within two
+// edits or a third of that form's length.
+func nearest(k string, candidates []string) string {
+	last := k[strings.LastIndexByte(k, '.')+1:]
+	for _, c := range candidates {
+		if c != k && c[strings.LastIndexByte(c, '.')+1:] == last {
+			return c
+		}
+	}
+	top, _, _ := strings.Cut(k, ".")
+	for _, form := range []string{k, last, top} {
+		best, bestD := "", max(2, len(form)/3)+1
+		for _, c := range candidates {
+			// A section's name alone (reclaim for reclaim.grace) counts too.
+			cTop, _, _ := strings.Cut(c, ".")
+			for _, cf := range []string{c, cTop} {
+				if d := editDistance(form, cf); d < bestD {
+					best, bestD = c, d
+				}
+			}
+		}
+		if best != "" {
+			return best
+		}
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Resolve validates settings into a Config. Errors name the setting and

@@ -110,3 +110,38 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckKeySuggests(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"grace", `did you mean "reclaim.grace"?`},
+		{"poll_interval", `did you mean "reclaim.poll_interval"?`},
+		{"watchers", `did you mean "limits.watchers"?`},
+		{"servics.backend.port", `did you mean "services"?`},
+		{"reclaim.grase", `did you mean "reclaim.grace"?`},
+		{"limits.lease", `did you mean "limits.leases"?`},
+		{"state-dir", `did you mean "state_dir"?`},
+		{"services.web.prot", `did you mean "services.web.port"?`},
+		{"colour", ""},
+	}
+	for _, tt := range tests {
+		err := CheckKey(tt.key)
+		if err == nil {
+			t.Errorf("CheckKey(%q) accepted it", tt.key)
+			continue
+		}
+		if tt.want == "" {
+			if strings.Contains(err.Error(), "did you mean") {
+				t.Errorf("CheckKey(%q) = %v; want no suggestion", tt.key, err)
+			}
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckKey(%q) = %v; want %s", tt.key, err, tt.want)
+		}
+	}
+	for _, k := range LeafKeys() {
+		if err := CheckKey(k); err != nil {
+			t.Errorf("CheckKey(%q) refused a setting: %v", k, err)
+		}
+	}
+}

@@ -126,11 +126,18 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	if cfg.SocketGroup != "" {
 		lopts = append(lopts, ipc.WithGroupName(cfg.SocketGroup))
 	}
-	if d.ln, err = ipc.ListenWith(cfg.Addr, lopts...); err != nil {
-		if errors.Is(err, ipc.ErrAddrInUse) {
-			return nil, fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
-		}
+	// A socket a service manager handed over is served instead of binding.
+	if d.ln, d.cfg.Addr, err = ipc.Activated(); err != nil {
 		return nil, err
+	}
+	if d.ln == nil {
+		d.cfg.Addr = cfg.Addr
+		if d.ln, err = ipc.ListenWith(cfg.Addr, lopts...); err != nil {
+			if errors.Is(err, ipc.ErrAddrInUse) {
+				return nil, fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
+			}
+			return nil, err
+		}
 	}
 	if tcp, ok := d.ln.Addr().(*net.TCPAddr); ok {
 		// Report the port the OS picked for tcp://127.0.0.1:0.

@@ -2,11 +2,11 @@ package rpcserver
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/portbroker/portbroker/broker"
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // FirewallRule is an inbound allow rule the broker manages.
@@ -29,7 +29,7 @@ type Firewall interface {
 // SetFirewall gives the server the platform's firewall.
 func (s *Server) SetFirewall(fw Firewall) { s.firewall = fw }
 
-var errNoFirewall = status.Error(codes.Unimplemented,
+var errNoFirewall = statusError(codes.Unimplemented, ReasonUnsupported,
 	"firewall rules are managed by portbrokerd on Windows only; on this OS open the port with your firewall tool (ufw, firewalld, nftables or pf)")
 
 func (s *Server) OpenFirewall(_ context.Context, req *brokerpb.OpenFirewallRequest) (*brokerpb.OpenFirewallResponse, error) {
@@ -82,14 +82,15 @@ func (s *Server) firewallTarget(port uint32, p brokerpb.Protocol) (uint16, broke
 		return 0, 0, errNoFirewall
 	}
 	if port < 1 || port > 65535 {
-		return 0, 0, status.Errorf(codes.InvalidArgument, "port: must be from 1 to 65535, got %d", port)
+		return 0, 0, invalidArgument("port", fmt.Sprintf("must be from 1 to 65535, got %d", port), fmt.Sprintf("port: must be from 1 to 65535, got %d", port))
 	}
 	proto := protocolFromPB(p)
 	if proto == 0 {
 		proto = broker.TCP
 	}
 	if !proto.Valid() {
-		return 0, 0, status.Errorf(codes.InvalidArgument, "protocol: unknown value %d: want PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_TCP_UDP", p)
+		rule := fmt.Sprintf("unknown value %d: want PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_TCP_UDP", p)
+		return 0, 0, invalidArgument("protocol", rule, "protocol: "+rule)
 	}
 	return uint16(port), proto, nil
 }

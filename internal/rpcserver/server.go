@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -162,7 +162,7 @@ func (s *Server) WatchLeases(req *brokerpb.WatchLeasesRequest, stream grpc.Serve
 		case <-ctx.Done():
 			return nil
 		case <-s.stopping:
-			return status.Error(codes.Unavailable, "portbrokerd is stopping")
+			return statusError(codes.Unavailable, ReasonStopping, "portbrokerd is stopping")
 		case ev, ok := <-sub.Events():
 			if !ok {
 				return s.endWatch(stream, sub.Err())
@@ -181,7 +181,7 @@ func (s *Server) endWatch(stream grpc.ServerStreamingServer[brokerpb.WatchLeases
 			Type: brokerpb.LeaseEventType_LEASE_EVENT_TYPE_OVERFLOW,
 			Time: timestamppb.Now(),
 		})
-		return status.Error(codes.ResourceExhausted, "watcher fell behind and was dropped; watch again and list leases to resync")
+		return statusError(codes.ResourceExhausted, ReasonWatchOverflow, "watcher fell behind and was dropped; watch again and list leases to resync")
 	}
 	if err == nil {
 		err = broker.ErrClosed

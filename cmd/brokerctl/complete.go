@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portbroker/portbroker/client"
+	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
+)
+
+// completionTimeout bounds how long a shell's Tab waits for the daemon.
+const completionTimeout = time.Second
+
+// What an argument completes to.
+const (
+	completeIDs = 1 << iota
+	completeNames
+	completePorts
+)
+
+// liveLeases lists the leases for completion: quietly none when no daemon
+// answers, and never by starting one.
+func (c *cli) liveLeases(ctx context.Context) []*brokerpb.Lease {
+	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+	defer cancel()
+	opts := []client.Option{client.WithDialTimeout(completionTimeout), client.WithAutoStart(false)}
+	if addr := c.v.GetString("addr"); addr != "" {
+		opts = append(opts, client.WithAddr(addr))
+	}
+	cl, err := client.New(ctx, opts...)
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	resp, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	if err != nil {
+		return nil
+	}
+	return resp.GetLeases()
+}
+
+// completeLeases completes arguments from the live leases: their ids,
+// names or ports, as what says, each with a description, leaving out what
+// is already on the command line. With many, it completes only the first
+// argument unless many is set.
+func (c *cli) completeLeases(what int, many bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 && !many {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		add := func(value, desc string) {
+			if strings.HasPrefix(value, toComplete) && !slices.Contains(args, value) && !slices.ContainsFunc(out, func(c cobra.Completion) bool {
+				return strings.HasPrefix(c, value+"\t")
+			}) {
+				out = append(out, cobra.CompletionWithDesc(value, desc))
+			}
+		}
+		for _, l := range c.liveLeases(cmd.Context()) {
+			owner := procName(l.GetOwnerPid(), l.GetOwnerName())
+			if what&completeNames != 0 {
+				add(l.GetName(), fmt.Sprintf("port %d, %s", l.GetPort(), owner))
+			}
+			if what&completeIDs != 0 {
+				add(l.GetId(), fmt.Sprintf("%s/%s, port %d", l.GetNamespace(), l.GetName(), l.GetPort()))
+			}
+			if what&completePorts != 0 {
+				add(strconv.Itoa(int(l.GetPort())), fmt.Sprintf("%s/%s, %s", l.GetNamespace(), l.GetName(), owner))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
