@@ -189,7 +189,6 @@ type fakeWatcher struct {
 	mu      sync.Mutex
 	watched map[procKey]Process
 	queue   []Process
-	adds    int
 	closed  bool
 	// refused makes Add fail for these PIDs, as the real watchers refuse a
 	// thread id or fail at the fd limit.
@@ -234,7 +233,6 @@ func (w *fakeWatcher) Add(p Process) error {
 	if err := w.refused[p.PID]; err != nil {
 		return fmt.Errorf("watch %v: %w", p, err)
 	}
-	w.adds++
 	if cur, err := w.procs.Lookup(p.PID); err != nil || !cur.Same(p) {
 		w.pushLocked(p)
 		return nil

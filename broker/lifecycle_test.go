@@ -534,3 +534,49 @@ func TestLeaseDoesNotFollowUnrelatedHolder(t *testing.T) {
 		})
 	}
 }
+
+// A service that daemonized while the daemon was down keeps its lease at
+// restart.
+func TestRestoreFollowsDaemonizedService(t *testing.T) {
+	procs := newFakeProcs()
+	h := newFakeHost(procs)
+	store := newMemStore()
+	cfg := Config{Pool: smallPool, Kill: KillPolicy{SelfPID: 99, User: "1000"}}
+	open := func() (*Broker, *fakeWatcher) {
+		w := newFakeWatcher(procs)
+		b, err := Open(context.Background(), cfg, Deps{Store: store, Processes: h, Prober: h, Watcher: w, Inspector: h, Holders: h, Killer: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, w
+	}
+	b, _ := open()
+	h.spawnChild(400, 0)
+	h.spawnChild(401, 400)
+	res, err := b.Acquire(context.Background(), AcquireRequest{Name: "svc", OwnerPID: 401, LauncherPID: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	daemon := h.spawnChild(402, 0)
+	h.mu.Lock()
+	h.holds[res.Lease.Port] = []int{402}
+	h.mu.Unlock()
+	h.kill(401)
+
+	b, w := open()
+	defer b.Close()
+	got, err := b.Get(res.Lease.ID)
+	if err != nil {
+		t.Fatalf("lease of a service that daemonized while the daemon was down: %v", err)
+	}
+	if !got.Owner.Same(daemon) || got.Launcher.PID != 400 || !w.isWatched(daemon) {
+		t.Errorf("restored lease owner %v launcher %v (daemon watched %v); want %v, 400, watched", got.Owner, got.Launcher, w.isWatched(daemon), daemon)
+	}
+	if stored := store.snapshot()[res.Lease.ID]; !stored.Owner.Same(daemon) {
+		t.Errorf("stored owner %v, want %v", stored.Owner, daemon)
+	}
+	if err := b.Check(); err != nil {
+		t.Error(err)
+	}
+}

@@ -245,7 +245,7 @@ func (m *model) step(i int) {
 		m.store.failOnce()
 	}
 	op := m.rng.IntN(100)
-	m.t.Logf("step %d: op %d failing=%v t=%v", i, op, failing, time.Now().Sub(epoch))
+	m.t.Logf("step %d: op %d, failing store %v", i, op, failing)
 	switch {
 	case op < 30:
 		m.acquire(ctx, failing)
@@ -579,7 +579,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 
 // TestModel runs fixed seeds, so a failure reproduces.
 func TestModel(t *testing.T) {
-	for seed := uint64(1); seed <= 8; seed++ {
+	for seed := uint64(1); seed <= 6; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, modelStepsCI) })
 	}
 }

@@ -45,6 +45,18 @@ func (b *Broker) restore(ctx context.Context) error {
 			reason = ReasonTTLExpired
 		case !alive(l.Owner):
 			reason = ReasonOwnerExited
+			// A service that daemonized while the daemon was down keeps
+			// its lease, as it would have with the daemon up.
+			if succ, ok := b.successor(l); ok {
+				moved := l
+				moved.Owner = succ
+				if err := b.store.Put(ctx, moved); err != nil {
+					b.log.Warn("cannot move a restored lease to the process holding its port", leaseAttrs(l, "err", err.Error())...)
+				} else {
+					b.log.Info("owner exited while the daemon was down; the lease follows the process holding its port", leaseAttrs(moved, "old_owner_pid", l.Owner.PID)...)
+					l, reason = moved, ReasonNone
+				}
+			}
 		}
 		if reason == ReasonNone {
 			if other := b.byPort[l.Port]; other != nil {

@@ -70,22 +70,6 @@ func noExit(t *testing.T, w broker.ExitWatcher) {
 	}
 }
 
-// waitClosed drains Exits until it is closed, failing the test if it is not.
-func waitClosed(t *testing.T, w broker.ExitWatcher) {
-	t.Helper()
-	timeout := time.After(failAfter)
-	for {
-		select {
-		case _, ok := <-w.Exits():
-			if !ok {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("Exits not closed within %v of Close", failAfter)
-		}
-	}
-}
-
 func mustAdd(t *testing.T, w broker.ExitWatcher, p broker.Process) {
 	t.Helper()
 	if err := w.Add(p); err != nil {
