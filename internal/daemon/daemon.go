@@ -180,7 +180,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	if err := writePIDFile(d.pidPath, d.cfg.Addr); err != nil {
 		return nil, err
 	}
-	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started}, callerOf)
+	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started, ConfigFile: cfg.ConfigFile, Services: cfg.Services}, callerOf)
 	if fw, ok := host.(rpcserver.Firewall); ok {
 		d.fw = fw
 		d.srv.SetFirewall(fw)
