@@ -111,8 +111,13 @@ func TestLeasesJSON(t *testing.T) {
 	}
 }
 
+// emptyList answers ListLeases with no leases, as a watch asks first.
+func emptyList(*brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
+	return &brokerpb.ListLeasesResponse{}, nil
+}
+
 func watchServer(t *testing.T, events ...*brokerpb.WatchLeasesResponse) string {
-	return clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	return clienttest.Serve(t, &clienttest.FakeBroker{List: emptyList, Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		for _, ev := range events {
 			if err := s.Send(ev); err != nil {
 				return err
@@ -474,7 +479,7 @@ func TestShortDuration(t *testing.T) {
 
 func TestLeasesWatchInterrupted(t *testing.T) {
 	watching := make(chan struct{})
-	addr := clienttest.Serve(t, &clienttest.FakeBroker{Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{List: emptyList, Watch: func(_ *brokerpb.WatchLeasesRequest, s grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {
 		close(watching)
 		<-s.Context().Done()
 		return s.Context().Err()

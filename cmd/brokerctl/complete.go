@@ -24,9 +24,10 @@ const (
 	completePorts
 )
 
-// liveLeases lists the leases for completion: quietly none when no daemon
-// answers, and never by starting one.
-func (c *cli) liveLeases(ctx context.Context) []*brokerpb.Lease {
+// liveLeases lists the leases, and the services the daemon's config file
+// names, for completion: quietly none when no daemon answers, and never
+// by starting one.
+func (c *cli) liveLeases(ctx context.Context) ([]*brokerpb.Lease, []*brokerpb.ConfiguredService) {
 	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
 	defer cancel()
 	opts := []client.Option{client.WithDialTimeout(completionTimeout), client.WithAutoStart(false)}
@@ -35,19 +36,23 @@ func (c *cli) liveLeases(ctx context.Context) []*brokerpb.Lease {
 	}
 	cl, err := client.New(ctx, opts...)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	defer cl.Close()
 	resp, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{})
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return resp.GetLeases()
+	st, err := cl.RPC().GetStatus(ctx, &brokerpb.GetStatusRequest{})
+	if err != nil {
+		return resp.GetLeases(), nil
+	}
+	return resp.GetLeases(), st.GetServices()
 }
 
 // completeLeases completes arguments from the live leases: their ids,
-// names or ports, as what says, each with a description, leaving out what
-// is already on the command line. With many, it completes only the first
+// names (and the configured services' names) or ports, as what says, each
+// with a description, leaving out what is already on the command line. With many, it completes only the first
 // argument unless many is set.
 func (c *cli) completeLeases(what int, many bool) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -62,7 +67,8 @@ func (c *cli) completeLeases(what int, many bool) cobra.CompletionFunc {
 				out = append(out, cobra.CompletionWithDesc(value, desc))
 			}
 		}
-		for _, l := range c.liveLeases(cmd.Context()) {
+		leases, services := c.liveLeases(cmd.Context())
+		for _, l := range leases {
 			owner := procName(l.GetOwnerPid(), l.GetOwnerName())
 			if what&completeNames != 0 {
 				add(l.GetName(), fmt.Sprintf("port %d, %s", l.GetPort(), owner))
@@ -72,6 +78,11 @@ func (c *cli) completeLeases(what int, many bool) cobra.CompletionFunc {
 			}
 			if what&completePorts != 0 {
 				add(strconv.Itoa(int(l.GetPort())), fmt.Sprintf("%s/%s, %s", l.GetNamespace(), l.GetName(), owner))
+			}
+		}
+		if what&completeNames != 0 {
+			for _, svc := range services {
+				add(svc.GetName(), fmt.Sprintf("configured service, port %d", svc.GetPort()))
 			}
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp

@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,16 @@ func completions(t *testing.T, args ...string) (values []string, directive strin
 }
 
 func TestCompletionOfLiveLeases(t *testing.T) {
-	d, c := realDaemon(t)
+	file := filepath.Join(t.TempDir(), "portbroker.yaml")
+	if err := os.WriteFile(file, []byte("services:\n  frontend: {port: 3000}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := clienttest.Start(t, clienttest.Binary(t), "--config", file)
+	c, err := client.New(t.Context(), client.WithAddr(d.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	web, err := c.Acquire(t.Context(), "web", client.WithOwnerPID(os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
@@ -63,8 +73,8 @@ func TestCompletionOfLiveLeases(t *testing.T) {
 	if got, _ := completions(t, "--addr", d.Addr, "reclaim", ""); !slices.Contains(got, webPort) || !slices.Contains(got, apiPort) {
 		t.Errorf("reclaim completions %q; want both leased ports", got)
 	}
-	if got, _ := completions(t, "--addr", d.Addr, "acquire", ""); !slices.Contains(got, "web") || slices.Contains(got, web.ID) {
-		t.Errorf("acquire completions %q; want lease names only", got)
+	if got, _ := completions(t, "--addr", d.Addr, "acquire", ""); !slices.Contains(got, "web") || !slices.Contains(got, "frontend") || slices.Contains(got, web.ID) {
+		t.Errorf("acquire completions %q; want lease and configured service names only", got)
 	}
 }
 

@@ -84,8 +84,11 @@ func (c *cli) printLeases(w io.Writer, leases []*brokerpb.Lease, wide bool) erro
 	return tw.Flush()
 }
 
-// watchLeases prints one line per lease event. The --timeout bounds the
-// connection, not the stream.
+// watchLeases prints one line per lease event until interrupted. When the
+// daemon goes away (a restart, say) it says so in one line and watches
+// again once a daemon answers; what changed meanwhile is printed as it
+// would have been. The --timeout bounds the first connection, not the
+// stream.
 func (c *cli) watchLeases(ctx context.Context, namespace string, asJSON bool) error {
 	timeout, err := c.timeout()
 	if err != nil {
@@ -97,28 +100,117 @@ func (c *cli) watchLeases(ctx context.Context, namespace string, asJSON bool) er
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	w := &leaseWatch{c: c, namespace: namespace, asJSON: asJSON, known: map[string]*brokerpb.Lease{}, shownEnded: map[string]bool{}}
+	for {
+		err = w.watch(ctx, cl)
+		cl.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nil // interrupted: the watch was meant to run until then
+		case err == nil:
+			return nil // the daemon ended the stream
+		case !errors.Is(err, client.ErrUnavailable):
+			return err
+		}
+		fmt.Fprintf(c.stderr, "brokerctl: lost portbrokerd (%s); watching again when it is back\n", strings.Join(strings.Fields(err.Error()), " "))
+		if cl, err = c.reconnect(ctx); err != nil {
+			return nil // interrupted while waiting
+		}
+	}
+}
 
-	stream, err := cl.RPC().WatchLeases(ctx, &brokerpb.WatchLeasesRequest{Namespace: namespace})
+// reconnect waits until a daemon answers at the same address, without
+// starting one: a daemon someone stopped stays stopped.
+func (c *cli) reconnect(ctx context.Context) (*client.Client, error) {
+	opts := []client.Option{client.WithAutoStart(false), client.WithDialTimeout(time.Second)}
+	if addr := c.v.GetString("addr"); addr != "" {
+		opts = append(opts, client.WithAddr(addr))
+	}
+	delay := 100 * time.Millisecond
+	for {
+		cl, err := client.New(ctx, opts...)
+		if err == nil {
+			return cl, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+			delay = min(2*delay, 2*time.Second)
+		}
+	}
+}
+
+// leaseWatch is one leases --watch across reconnections.
+type leaseWatch struct {
+	c         *cli
+	namespace string
+	asJSON    bool
+	// known are the live leases as last seen, by id.
+	known map[string]*brokerpb.Lease
+	// shownEnded are leases whose end was printed from a list, not an
+	// event, so that the event, if it comes, is not printed again.
+	shownEnded map[string]bool
+	watched    bool
+}
+
+// watch streams events over cl until the stream ends. After the first
+// time, the stream opens with the live leases, and a list tells which
+// leases ended while no daemon answered.
+func (w *leaseWatch) watch(ctx context.Context, cl *client.Client) error {
+	again := w.watched
+	w.watched = true
+	stream, err := cl.RPC().WatchLeases(ctx, &brokerpb.WatchLeasesRequest{Namespace: w.namespace, IncludeExisting: again})
 	if err != nil {
 		return err
+	}
+	list, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{Namespace: w.namespace})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, l := range list.GetLeases() {
+		live[l.GetId()] = true
+		if !again {
+			w.known[l.GetId()] = l
+		}
+	}
+	if again {
+		for id, l := range w.known {
+			if !live[id] {
+				// Ended while the daemon was away (its end event went
+				// with it), or just now (its event follows, not printed).
+				delete(w.known, id)
+				w.shownEnded[id] = true
+				if err := w.print(&brokerpb.WatchLeasesResponse{Type: brokerpb.LeaseEventType_LEASE_EVENT_TYPE_RELEASED, Lease: l, Time: timestamppb.New(w.c.now())}, "while disconnected"); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for {
 		ev, err := stream.Recv()
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil
-		case err != nil && ctx.Err() != nil:
-			return nil // interrupted: the watch was meant to run until then
 		case err != nil:
 			return err
 		}
-		if asJSON {
-			err = printJSON(c.stdout, ev, true)
-		} else {
-			err = c.printEvent(c.stdout, ev)
+		id := ev.GetLease().GetId()
+		switch ev.GetType() {
+		case brokerpb.LeaseEventType_LEASE_EVENT_TYPE_ACQUIRED:
+			if w.known[id] != nil {
+				continue // printed before the daemon went away
+			}
+			w.known[id] = ev.GetLease()
+		case brokerpb.LeaseEventType_LEASE_EVENT_TYPE_RELEASED, brokerpb.LeaseEventType_LEASE_EVENT_TYPE_EXPIRED, brokerpb.LeaseEventType_LEASE_EVENT_TYPE_RECLAIMED:
+			delete(w.known, id)
+			if w.shownEnded[id] {
+				delete(w.shownEnded, id)
+				continue
+			}
 		}
-		if err != nil {
+		if err := w.print(ev, ""); err != nil {
 			return err
 		}
 		if ev.GetType() == brokerpb.LeaseEventType_LEASE_EVENT_TYPE_OVERFLOW {
@@ -127,7 +219,14 @@ func (c *cli) watchLeases(ctx context.Context, namespace string, asJSON bool) er
 	}
 }
 
-func (c *cli) printEvent(w io.Writer, ev *brokerpb.WatchLeasesResponse) error {
+func (w *leaseWatch) print(ev *brokerpb.WatchLeasesResponse, note string) error {
+	if w.asJSON {
+		return printJSON(w.c.stdout, ev, true)
+	}
+	return w.c.printEvent(w.c.stdout, ev, note)
+}
+
+func (c *cli) printEvent(w io.Writer, ev *brokerpb.WatchLeasesResponse, note string) error {
 	at := c.now()
 	if ev.GetTime() != nil {
 		at = ev.GetTime().AsTime()
@@ -138,6 +237,9 @@ func (c *cli) printEvent(w io.Writer, ev *brokerpb.WatchLeasesResponse) error {
 	}
 	if r := ev.GetReason(); r != brokerpb.ReclaimReason_RECLAIM_REASON_UNSPECIFIED {
 		line += " reason=" + enumName(r.String(), "RECLAIM_REASON_")
+	}
+	if note != "" {
+		line += " (" + note + ")"
 	}
 	_, err := fmt.Fprintln(w, line)
 	return err

@@ -17,7 +17,7 @@ import (
 func (c *cli) statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the daemon's version, port pool, ranges and lease counts",
+		Short: "Show the daemon's version, address, config file, services, pool, ranges and lease counts",
 		Args:  cobra.NoArgs,
 	}
 	out := newOutputFlag(cmd, "text", "json")
@@ -47,6 +47,19 @@ func (c *cli) printStatus(addr string, s *brokerpb.GetStatusResponse) error {
 		row("started", "%s (up %s)", timeOrDash(s.GetStartedAt()), age(c.now(), s.GetStartedAt()))
 	}
 	row("state", "%s", orDash(s.GetStatePath()))
+	config := s.GetConfigFile()
+	if config == "" {
+		config = "none"
+	}
+	row("config", "%s", config)
+	services := make([]string, 0, len(s.GetServices()))
+	for _, svc := range s.GetServices() {
+		services = append(services, fmt.Sprintf("%s %d/%s", svc.GetName(), svc.GetPort(), protocolName(svc.GetProtocol())))
+	}
+	if len(services) == 0 {
+		services = append(services, "none")
+	}
+	row("services", "%s", strings.Join(services, ", "))
 	row("pool", "%s (%d ports, %d free)", formatRange(s.GetPool()), s.GetPoolSize(), s.GetPoolFree())
 	row("ephemeral", "%s", formatRange(s.GetEphemeralRange()))
 	row("reserved", "%s", formatRanges(s.GetReservedRanges()))

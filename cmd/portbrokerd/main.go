@@ -193,6 +193,9 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 		SocketGroup: v.GetString("socket_group"),
 	}
 	cfg, err := s.Resolve()
+	if cf != nil {
+		cfg.ConfigFile = cf.path
+	}
 	if err != nil {
 		// Errors start with the setting; name the file's line when the
 		// value came from there (not from a flag or the environment).

@@ -34,6 +34,9 @@ type Config struct {
 	// SocketGroup, when set, opens the unix socket to that group (0660).
 	SocketGroup string
 	Version     string
+	// ConfigFile is the config file the settings came from, if any, for
+	// GetStatus to name.
+	ConfigFile string
 }
 
 // Settings are the raw values a config file, the environment and flags

@@ -5,8 +5,10 @@ package rpcserver
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +28,10 @@ type Info struct {
 	Version   string
 	StatePath string
 	StartedAt time.Time
+	// ConfigFile is the config file the daemon read, if any, and Services
+	// the preferred ports it gives.
+	ConfigFile string
+	Services   map[string]broker.Service
 }
 
 // CallerFunc tells who made a call. The transport decides; the broker only
@@ -209,5 +215,17 @@ func (s *Server) GetStatus(context.Context, *brokerpb.GetStatusRequest) (*broker
 		StartedAt:         timeToPB(s.info.StartedAt),
 		StatePath:         s.info.StatePath,
 		Pid:               int32(os.Getpid()),
+		ConfigFile:        s.info.ConfigFile,
+		Services:          servicesToPB(s.info.Services),
 	}, nil
+}
+
+// servicesToPB lists the configured services by name.
+func servicesToPB(services map[string]broker.Service) []*brokerpb.ConfiguredService {
+	out := make([]*brokerpb.ConfiguredService, 0, len(services))
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		svc := services[name]
+		out = append(out, &brokerpb.ConfiguredService{Name: name, Port: uint32(svc.Port), Protocol: protocolToPB(svc.Protocol)})
+	}
+	return out
 }

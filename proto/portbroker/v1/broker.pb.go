@@ -1724,8 +1724,12 @@ type GetStatusResponse struct {
 	StartedAt         *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	StatePath         string                 `protobuf:"bytes,12,opt,name=state_path,json=statePath,proto3" json:"state_path,omitempty"`
 	Pid               int32                  `protobuf:"varint,13,opt,name=pid,proto3" json:"pid,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The config file the daemon read; empty when it read none.
+	ConfigFile string `protobuf:"bytes,20,opt,name=config_file,json=configFile,proto3" json:"config_file,omitempty"`
+	// The services the config file gives preferred ports, by name.
+	Services      []*ConfiguredService `protobuf:"bytes,21,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -1849,6 +1853,81 @@ func (x *GetStatusResponse) GetPid() int32 {
 	return 0
 }
 
+func (x *GetStatusResponse) GetConfigFile() string {
+	if x != nil {
+		return x.ConfigFile
+	}
+	return ""
+}
+
+func (x *GetStatusResponse) GetServices() []*ConfiguredService {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// ConfiguredService is a name the config file gives a preferred port.
+type ConfiguredService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Protocol      Protocol               `protobuf:"varint,3,opt,name=protocol,proto3,enum=portbroker.v1.Protocol" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfiguredService) Reset() {
+	*x = ConfiguredService{}
+	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfiguredService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfiguredService) ProtoMessage() {}
+
+func (x *ConfiguredService) ProtoReflect() protoreflect.Message {
+	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfiguredService.ProtoReflect.Descriptor instead.
+func (*ConfiguredService) Descriptor() ([]byte, []int) {
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ConfiguredService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfiguredService) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ConfiguredService) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
 // FirewallRule is an inbound allow rule the broker created.
 type FirewallRule struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1864,7 +1943,7 @@ type FirewallRule struct {
 
 func (x *FirewallRule) Reset() {
 	*x = FirewallRule{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1955,7 @@ func (x *FirewallRule) String() string {
 func (*FirewallRule) ProtoMessage() {}
 
 func (x *FirewallRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1968,7 @@ func (x *FirewallRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FirewallRule.ProtoReflect.Descriptor instead.
 func (*FirewallRule) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FirewallRule) GetName() string {
@@ -1940,7 +2019,7 @@ type OpenFirewallRequest struct {
 
 func (x *OpenFirewallRequest) Reset() {
 	*x = OpenFirewallRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2031,7 @@ func (x *OpenFirewallRequest) String() string {
 func (*OpenFirewallRequest) ProtoMessage() {}
 
 func (x *OpenFirewallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2044,7 @@ func (x *OpenFirewallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFirewallRequest.ProtoReflect.Descriptor instead.
 func (*OpenFirewallRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OpenFirewallRequest) GetPort() uint32 {
@@ -2005,7 +2084,7 @@ type OpenFirewallResponse struct {
 
 func (x *OpenFirewallResponse) Reset() {
 	*x = OpenFirewallResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2096,7 @@ func (x *OpenFirewallResponse) String() string {
 func (*OpenFirewallResponse) ProtoMessage() {}
 
 func (x *OpenFirewallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2109,7 @@ func (x *OpenFirewallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFirewallResponse.ProtoReflect.Descriptor instead.
 func (*OpenFirewallResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OpenFirewallResponse) GetRule() *FirewallRule {
@@ -2050,7 +2129,7 @@ type CloseFirewallRequest struct {
 
 func (x *CloseFirewallRequest) Reset() {
 	*x = CloseFirewallRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2141,7 @@ func (x *CloseFirewallRequest) String() string {
 func (*CloseFirewallRequest) ProtoMessage() {}
 
 func (x *CloseFirewallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2154,7 @@ func (x *CloseFirewallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseFirewallRequest.ProtoReflect.Descriptor instead.
 func (*CloseFirewallRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseFirewallRequest) GetPort() uint32 {
@@ -2101,7 +2180,7 @@ type CloseFirewallResponse struct {
 
 func (x *CloseFirewallResponse) Reset() {
 	*x = CloseFirewallResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2192,7 @@ func (x *CloseFirewallResponse) String() string {
 func (*CloseFirewallResponse) ProtoMessage() {}
 
 func (x *CloseFirewallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2205,7 @@ func (x *CloseFirewallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseFirewallResponse.ProtoReflect.Descriptor instead.
 func (*CloseFirewallResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseFirewallResponse) GetRemoved() []*FirewallRule {
@@ -2144,7 +2223,7 @@ type ListFirewallRulesRequest struct {
 
 func (x *ListFirewallRulesRequest) Reset() {
 	*x = ListFirewallRulesRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2235,7 @@ func (x *ListFirewallRulesRequest) String() string {
 func (*ListFirewallRulesRequest) ProtoMessage() {}
 
 func (x *ListFirewallRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2248,7 @@ func (x *ListFirewallRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFirewallRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListFirewallRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 type ListFirewallRulesResponse struct {
@@ -2181,7 +2260,7 @@ type ListFirewallRulesResponse struct {
 
 func (x *ListFirewallRulesResponse) Reset() {
 	*x = ListFirewallRulesResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2272,7 @@ func (x *ListFirewallRulesResponse) String() string {
 func (*ListFirewallRulesResponse) ProtoMessage() {}
 
 func (x *ListFirewallRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2285,7 @@ func (x *ListFirewallRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFirewallRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListFirewallRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListFirewallRulesResponse) GetRules() []*FirewallRule {
@@ -2328,7 +2407,7 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\astopped\x18\x02 \x03(\v2\x1d.portbroker.v1.StoppedProcessR\astopped\x12\x12\n" +
 	"\x04free\x18\x03 \x01(\bR\x04free\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x12\n" +
-	"\x10GetStatusRequest\"\xb6\x05\n" +
+	"\x10GetStatusRequest\"\x95\x06\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x12,\n" +
@@ -2346,10 +2425,17 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1d\n" +
 	"\n" +
 	"state_path\x18\f \x01(\tR\tstatePath\x12\x10\n" +
-	"\x03pid\x18\r \x01(\x05R\x03pid\x1aD\n" +
+	"\x03pid\x18\r \x01(\x05R\x03pid\x12\x1f\n" +
+	"\vconfig_file\x18\x14 \x01(\tR\n" +
+	"configFile\x12<\n" +
+	"\bservices\x18\x15 \x03(\v2 .portbroker.v1.ConfiguredServiceR\bservices\x1aD\n" +
 	"\x16LeasesByNamespaceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xa0\x01\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"p\n" +
+	"\x11ConfiguredService\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x123\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\x17.portbroker.v1.ProtocolR\bprotocol\"\xa0\x01\n" +
 	"\fFirewallRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x123\n" +
@@ -2438,7 +2524,7 @@ func file_portbroker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_portbroker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_portbroker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_portbroker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_portbroker_v1_broker_proto_goTypes = []any{
 	(Protocol)(0),                     // 0: portbroker.v1.Protocol
 	(LeaseEventType)(0),               // 1: portbroker.v1.LeaseEventType
@@ -2466,36 +2552,37 @@ var file_portbroker_v1_broker_proto_goTypes = []any{
 	(*ReclaimPortResponse)(nil),       // 23: portbroker.v1.ReclaimPortResponse
 	(*GetStatusRequest)(nil),          // 24: portbroker.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),         // 25: portbroker.v1.GetStatusResponse
-	(*FirewallRule)(nil),              // 26: portbroker.v1.FirewallRule
-	(*OpenFirewallRequest)(nil),       // 27: portbroker.v1.OpenFirewallRequest
-	(*OpenFirewallResponse)(nil),      // 28: portbroker.v1.OpenFirewallResponse
-	(*CloseFirewallRequest)(nil),      // 29: portbroker.v1.CloseFirewallRequest
-	(*CloseFirewallResponse)(nil),     // 30: portbroker.v1.CloseFirewallResponse
-	(*ListFirewallRulesRequest)(nil),  // 31: portbroker.v1.ListFirewallRulesRequest
-	(*ListFirewallRulesResponse)(nil), // 32: portbroker.v1.ListFirewallRulesResponse
-	nil,                               // 33: portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
-	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 35: google.protobuf.Duration
+	(*ConfiguredService)(nil),         // 26: portbroker.v1.ConfiguredService
+	(*FirewallRule)(nil),              // 27: portbroker.v1.FirewallRule
+	(*OpenFirewallRequest)(nil),       // 28: portbroker.v1.OpenFirewallRequest
+	(*OpenFirewallResponse)(nil),      // 29: portbroker.v1.OpenFirewallResponse
+	(*CloseFirewallRequest)(nil),      // 30: portbroker.v1.CloseFirewallRequest
+	(*CloseFirewallResponse)(nil),     // 31: portbroker.v1.CloseFirewallResponse
+	(*ListFirewallRulesRequest)(nil),  // 32: portbroker.v1.ListFirewallRulesRequest
+	(*ListFirewallRulesResponse)(nil), // 33: portbroker.v1.ListFirewallRulesResponse
+	nil,                               // 34: portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
+	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 36: google.protobuf.Duration
 }
 var file_portbroker_v1_broker_proto_depIdxs = []int32{
 	0,  // 0: portbroker.v1.Lease.protocol:type_name -> portbroker.v1.Protocol
-	34, // 1: portbroker.v1.Lease.owner_start_time:type_name -> google.protobuf.Timestamp
-	34, // 2: portbroker.v1.Lease.launcher_start_time:type_name -> google.protobuf.Timestamp
-	34, // 3: portbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	34, // 4: portbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	35, // 5: portbroker.v1.Lease.ttl:type_name -> google.protobuf.Duration
+	35, // 1: portbroker.v1.Lease.owner_start_time:type_name -> google.protobuf.Timestamp
+	35, // 2: portbroker.v1.Lease.launcher_start_time:type_name -> google.protobuf.Timestamp
+	35, // 3: portbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	35, // 4: portbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 5: portbroker.v1.Lease.ttl:type_name -> google.protobuf.Duration
 	0,  // 6: portbroker.v1.AcquireLeaseRequest.protocol:type_name -> portbroker.v1.Protocol
-	35, // 7: portbroker.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 7: portbroker.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
 	6,  // 8: portbroker.v1.AcquireLeaseResponse.lease:type_name -> portbroker.v1.Lease
 	6,  // 9: portbroker.v1.ReleaseLeaseResponse.lease:type_name -> portbroker.v1.Lease
-	35, // 10: portbroker.v1.RenewLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 10: portbroker.v1.RenewLeaseRequest.ttl:type_name -> google.protobuf.Duration
 	6,  // 11: portbroker.v1.RenewLeaseResponse.lease:type_name -> portbroker.v1.Lease
 	6,  // 12: portbroker.v1.ListLeasesResponse.leases:type_name -> portbroker.v1.Lease
 	1,  // 13: portbroker.v1.WatchLeasesResponse.type:type_name -> portbroker.v1.LeaseEventType
 	6,  // 14: portbroker.v1.WatchLeasesResponse.lease:type_name -> portbroker.v1.Lease
 	2,  // 15: portbroker.v1.WatchLeasesResponse.reason:type_name -> portbroker.v1.ReclaimReason
-	34, // 16: portbroker.v1.WatchLeasesResponse.time:type_name -> google.protobuf.Timestamp
-	34, // 17: portbroker.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	35, // 16: portbroker.v1.WatchLeasesResponse.time:type_name -> google.protobuf.Timestamp
+	35, // 17: portbroker.v1.Process.start_time:type_name -> google.protobuf.Timestamp
 	0,  // 18: portbroker.v1.Process.protocol:type_name -> portbroker.v1.Protocol
 	0,  // 19: portbroker.v1.InspectPortRequest.protocol:type_name -> portbroker.v1.Protocol
 	0,  // 20: portbroker.v1.InspectPortResponse.protocol:type_name -> portbroker.v1.Protocol
@@ -2506,7 +2593,7 @@ var file_portbroker_v1_broker_proto_depIdxs = []int32{
 	18, // 25: portbroker.v1.InspectPortResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
 	18, // 26: portbroker.v1.InspectPortResponse.excluded_by:type_name -> portbroker.v1.PortRange
 	0,  // 27: portbroker.v1.ReclaimPortRequest.protocol:type_name -> portbroker.v1.Protocol
-	35, // 28: portbroker.v1.ReclaimPortRequest.grace:type_name -> google.protobuf.Duration
+	36, // 28: portbroker.v1.ReclaimPortRequest.grace:type_name -> google.protobuf.Duration
 	17, // 29: portbroker.v1.StoppedProcess.process:type_name -> portbroker.v1.Process
 	5,  // 30: portbroker.v1.StoppedProcess.method:type_name -> portbroker.v1.StopMethod
 	6,  // 31: portbroker.v1.ReclaimPortResponse.released:type_name -> portbroker.v1.Lease
@@ -2515,41 +2602,43 @@ var file_portbroker_v1_broker_proto_depIdxs = []int32{
 	18, // 34: portbroker.v1.GetStatusResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
 	18, // 35: portbroker.v1.GetStatusResponse.reserved_ranges:type_name -> portbroker.v1.PortRange
 	18, // 36: portbroker.v1.GetStatusResponse.excluded_ranges:type_name -> portbroker.v1.PortRange
-	33, // 37: portbroker.v1.GetStatusResponse.leases_by_namespace:type_name -> portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
-	34, // 38: portbroker.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 39: portbroker.v1.FirewallRule.protocol:type_name -> portbroker.v1.Protocol
-	0,  // 40: portbroker.v1.OpenFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
-	26, // 41: portbroker.v1.OpenFirewallResponse.rule:type_name -> portbroker.v1.FirewallRule
-	0,  // 42: portbroker.v1.CloseFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
-	26, // 43: portbroker.v1.CloseFirewallResponse.removed:type_name -> portbroker.v1.FirewallRule
-	26, // 44: portbroker.v1.ListFirewallRulesResponse.rules:type_name -> portbroker.v1.FirewallRule
-	7,  // 45: portbroker.v1.BrokerService.AcquireLease:input_type -> portbroker.v1.AcquireLeaseRequest
-	9,  // 46: portbroker.v1.BrokerService.ReleaseLease:input_type -> portbroker.v1.ReleaseLeaseRequest
-	11, // 47: portbroker.v1.BrokerService.RenewLease:input_type -> portbroker.v1.RenewLeaseRequest
-	13, // 48: portbroker.v1.BrokerService.ListLeases:input_type -> portbroker.v1.ListLeasesRequest
-	15, // 49: portbroker.v1.BrokerService.WatchLeases:input_type -> portbroker.v1.WatchLeasesRequest
-	19, // 50: portbroker.v1.BrokerService.InspectPort:input_type -> portbroker.v1.InspectPortRequest
-	21, // 51: portbroker.v1.BrokerService.ReclaimPort:input_type -> portbroker.v1.ReclaimPortRequest
-	24, // 52: portbroker.v1.BrokerService.GetStatus:input_type -> portbroker.v1.GetStatusRequest
-	27, // 53: portbroker.v1.BrokerService.OpenFirewall:input_type -> portbroker.v1.OpenFirewallRequest
-	29, // 54: portbroker.v1.BrokerService.CloseFirewall:input_type -> portbroker.v1.CloseFirewallRequest
-	31, // 55: portbroker.v1.BrokerService.ListFirewallRules:input_type -> portbroker.v1.ListFirewallRulesRequest
-	8,  // 56: portbroker.v1.BrokerService.AcquireLease:output_type -> portbroker.v1.AcquireLeaseResponse
-	10, // 57: portbroker.v1.BrokerService.ReleaseLease:output_type -> portbroker.v1.ReleaseLeaseResponse
-	12, // 58: portbroker.v1.BrokerService.RenewLease:output_type -> portbroker.v1.RenewLeaseResponse
-	14, // 59: portbroker.v1.BrokerService.ListLeases:output_type -> portbroker.v1.ListLeasesResponse
-	16, // 60: portbroker.v1.BrokerService.WatchLeases:output_type -> portbroker.v1.WatchLeasesResponse
-	20, // 61: portbroker.v1.BrokerService.InspectPort:output_type -> portbroker.v1.InspectPortResponse
-	23, // 62: portbroker.v1.BrokerService.ReclaimPort:output_type -> portbroker.v1.ReclaimPortResponse
-	25, // 63: portbroker.v1.BrokerService.GetStatus:output_type -> portbroker.v1.GetStatusResponse
-	28, // 64: portbroker.v1.BrokerService.OpenFirewall:output_type -> portbroker.v1.OpenFirewallResponse
-	30, // 65: portbroker.v1.BrokerService.CloseFirewall:output_type -> portbroker.v1.CloseFirewallResponse
-	32, // 66: portbroker.v1.BrokerService.ListFirewallRules:output_type -> portbroker.v1.ListFirewallRulesResponse
-	56, // [56:67] is the sub-list for method output_type
-	45, // [45:56] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	34, // 37: portbroker.v1.GetStatusResponse.leases_by_namespace:type_name -> portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
+	35, // 38: portbroker.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	26, // 39: portbroker.v1.GetStatusResponse.services:type_name -> portbroker.v1.ConfiguredService
+	0,  // 40: portbroker.v1.ConfiguredService.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 41: portbroker.v1.FirewallRule.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 42: portbroker.v1.OpenFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
+	27, // 43: portbroker.v1.OpenFirewallResponse.rule:type_name -> portbroker.v1.FirewallRule
+	0,  // 44: portbroker.v1.CloseFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
+	27, // 45: portbroker.v1.CloseFirewallResponse.removed:type_name -> portbroker.v1.FirewallRule
+	27, // 46: portbroker.v1.ListFirewallRulesResponse.rules:type_name -> portbroker.v1.FirewallRule
+	7,  // 47: portbroker.v1.BrokerService.AcquireLease:input_type -> portbroker.v1.AcquireLeaseRequest
+	9,  // 48: portbroker.v1.BrokerService.ReleaseLease:input_type -> portbroker.v1.ReleaseLeaseRequest
+	11, // 49: portbroker.v1.BrokerService.RenewLease:input_type -> portbroker.v1.RenewLeaseRequest
+	13, // 50: portbroker.v1.BrokerService.ListLeases:input_type -> portbroker.v1.ListLeasesRequest
+	15, // 51: portbroker.v1.BrokerService.WatchLeases:input_type -> portbroker.v1.WatchLeasesRequest
+	19, // 52: portbroker.v1.BrokerService.InspectPort:input_type -> portbroker.v1.InspectPortRequest
+	21, // 53: portbroker.v1.BrokerService.ReclaimPort:input_type -> portbroker.v1.ReclaimPortRequest
+	24, // 54: portbroker.v1.BrokerService.GetStatus:input_type -> portbroker.v1.GetStatusRequest
+	28, // 55: portbroker.v1.BrokerService.OpenFirewall:input_type -> portbroker.v1.OpenFirewallRequest
+	30, // 56: portbroker.v1.BrokerService.CloseFirewall:input_type -> portbroker.v1.CloseFirewallRequest
+	32, // 57: portbroker.v1.BrokerService.ListFirewallRules:input_type -> portbroker.v1.ListFirewallRulesRequest
+	8,  // 58: portbroker.v1.BrokerService.AcquireLease:output_type -> portbroker.v1.AcquireLeaseResponse
+	10, // 59: portbroker.v1.BrokerService.ReleaseLease:output_type -> portbroker.v1.ReleaseLeaseResponse
+	12, // 60: portbroker.v1.BrokerService.RenewLease:output_type -> portbroker.v1.RenewLeaseResponse
+	14, // 61: portbroker.v1.BrokerService.ListLeases:output_type -> portbroker.v1.ListLeasesResponse
+	16, // 62: portbroker.v1.BrokerService.WatchLeases:output_type -> portbroker.v1.WatchLeasesResponse
+	20, // 63: portbroker.v1.BrokerService.InspectPort:output_type -> portbroker.v1.InspectPortResponse
+	23, // 64: portbroker.v1.BrokerService.ReclaimPort:output_type -> portbroker.v1.ReclaimPortResponse
+	25, // 65: portbroker.v1.BrokerService.GetStatus:output_type -> portbroker.v1.GetStatusResponse
+	29, // 66: portbroker.v1.BrokerService.OpenFirewall:output_type -> portbroker.v1.OpenFirewallResponse
+	31, // 67: portbroker.v1.BrokerService.CloseFirewall:output_type -> portbroker.v1.CloseFirewallResponse
+	33, // 68: portbroker.v1.BrokerService.ListFirewallRules:output_type -> portbroker.v1.ListFirewallRulesResponse
+	58, // [58:69] is the sub-list for method output_type
+	47, // [47:58] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_portbroker_v1_broker_proto_init() }
@@ -2563,7 +2652,7 @@ func file_portbroker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portbroker_v1_broker_proto_rawDesc), len(file_portbroker_v1_broker_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
