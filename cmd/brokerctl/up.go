@@ -30,8 +30,8 @@ project portbroker.yaml, found in the current directory or the nearest parent
 arguments, only those and the services they need (after, {port:NAME}).
 
 Every port is leased before anything starts, in the project's namespace:
--p, else name: in the file, else the directory's name and a hash of its
-path, so two checkouts never collide. A service gets PORT (and
+name: in the file, else -p, else the directory's name, followed by a hash
+of the checkout's path, so two checkouts never collide. A service gets PORT (and
 PORTBROKER_PORT), PORT_<NAME> for every service of the stack, and {port} and
 {port:NAME} replaced in its command and env values. Ports are sticky per
 project and service: the next up gets the same ones when they are free.
@@ -52,7 +52,7 @@ stops the whole stack.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.file, "file", "f", "", "the Procfile or portbroker.yaml (default: found here or in a parent directory)")
-	f.StringVarP(&opts.project, "project", "p", "", "project name, the namespace of its leases (default: name: in the file, else derived from its directory)")
+	f.StringVarP(&opts.project, "project", "p", "", "project name where the file sets no name: (the lease namespace is the name and a hash of the checkout's path)")
 	f.BoolVar(&opts.dynamic, "dynamic", false, "ask for no preferred port: each service gets its last port in this project, else any")
 	f.StringArrayVar(&opts.ports, "port", nil, "NAME=N: prefer port N for service NAME (repeatable)")
 	f.BoolVar(&opts.keepGoing, "keep-going", false, "when a service exits, keep the others running")
@@ -83,6 +83,9 @@ stops the whole stack.`,
 			if st, err := os.Stat(s.Cwd); err != nil || !st.IsDir() {
 				return fmt.Errorf("%s: service %s: cwd %s is not a directory", p.File, s.Name, s.Cwd)
 			}
+		}
+		if err := p.ConflictingName(opts.project); err != nil {
+			return usageErrorf("%v", err)
 		}
 		st := newStack(c, p, services, p.Namespace(opts.project), opts, overrides)
 		return st.run(cmd.Context())

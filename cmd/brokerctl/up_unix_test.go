@@ -485,7 +485,7 @@ services:
 `, svc("needs", "frontend", "PORT_BACKEND"), svc("gated", "backend", gate)))
 	u := startUp(t, d.Addr, dir)
 	u.line(t, "backend", "backend waiting")
-	l := projectLeases(t, c, "after-test")["frontend"]
+	l := projectLeases(t, c, namedNamespace(dir, "after-test"))["frontend"]
 	if l == nil {
 		t.Fatal("frontend has no lease while held; every port is leased before anything starts")
 	}
@@ -529,7 +529,7 @@ services:
 	db := u.served(t, "db")
 	killStray(t, db.pid)
 	u.line(t, "up", "db ready: ")
-	l := projectLeases(t, c, "ready-test")["web"]
+	l := projectLeases(t, c, namedNamespace(dir, "ready-test"))["web"]
 	if l == nil {
 		t.Fatal("web has no lease")
 	}
@@ -609,7 +609,8 @@ services:
 	}{
 		{"preferred", nil, func(p int) bool { return p == preferred }},
 		{"--port", []string{"--port", "web=" + strconv.Itoa(override)}, func(p int) bool { return p == override }},
-		{"--dynamic", []string{"--dynamic", "-p", "dyn"}, func(p int) bool { return p != preferred && p != override }},
+		// --dynamic ignores the file's port; the service may get its last one.
+		{"--dynamic", []string{"--dynamic"}, func(p int) bool { return p != preferred }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u := startUp(t, d.Addr, dir, tt.args...)
@@ -618,12 +619,12 @@ services:
 			if !tt.want(s.port) {
 				t.Errorf("web on %d (preferred %d, override %d)", s.port, preferred, override)
 			}
-			if tt.name != "--dynamic" {
-				if out, code := portCmd(sub); code != 0 || out != strconv.Itoa(s.port) {
-					t.Errorf("port web inside the project = %q, exit %d; want %d", out, code, s.port)
-				}
-			} else if out, code := portCmd(outside, "--namespace", "dyn"); code != 0 || out != strconv.Itoa(s.port) {
-				t.Errorf("port web --namespace dyn = %q, exit %d; want %d", out, code, s.port)
+			if out, code := portCmd(sub); code != 0 || out != strconv.Itoa(s.port) {
+				t.Errorf("port web inside the project = %q, exit %d; want %d", out, code, s.port)
+			}
+			ns := namedNamespace(dir, "ports")
+			if out, code := portCmd(outside, "--namespace", ns); code != 0 || out != strconv.Itoa(s.port) {
+				t.Errorf("port web --namespace %s = %q, exit %d; want %d", ns, out, code, s.port)
 			}
 			u.cmd.Process.Signal(syscall.SIGINT)
 			u.wait(t)
@@ -779,4 +780,10 @@ func TestProjectNamespaceDefaults(t *testing.T) {
 	if l := projectLeases(t, c, "default")["web"]; l == nil || l.ID != outside.ID {
 		t.Errorf("the default namespace's web is %+v after release in the project; want it kept", l)
 	}
+}
+
+// namedNamespace is the namespace of the checkout in dir whose file says
+// name: name.
+func namedNamespace(dir, name string) string {
+	return (&project.Project{Dir: dir, Name: name}).Namespace("")
 }

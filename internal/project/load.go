@@ -116,40 +116,62 @@ func Parse(file string, data []byte) (*Project, error) {
 	return p, nil
 }
 
-// Namespace is the lease namespace of the project: the name given (-p),
-// else the file's name:, else the directory's base name and a short hash
-// of its absolute path, so that two checkouts in directories of the same
-// name get two namespaces.
+// Namespace is the lease namespace of one checkout of the project: its
+// name (the file's name:, else the name given with -p, else the
+// directory's base name) and a short hash of the checkout's absolute path,
+// so that two checkouts of one project, even in directories of the same
+// name, never share leases, and each keeps its own sticky ports.
 func (p *Project) Namespace(given string) string {
-	switch {
-	case given != "":
-		return given
-	case p.Name != "":
-		return p.Name
+	name := p.Name
+	if name == "" {
+		name = given
 	}
-	return DirNamespace(p.Dir)
+	if name == "" {
+		return DirNamespace(p.Dir)
+	}
+	return checkoutNamespace(name, p.Dir)
+}
+
+// ConflictingName reports the -p that the file's name: overrides, so that
+// up can refuse it rather than ignore it.
+func (p *Project) ConflictingName(given string) error {
+	if given != "" && p.Name != "" && given != p.Name {
+		return fmt.Errorf("-p %s: %s sets name: %s, which names the project; drop one of them", given, p.File, p.Name)
+	}
+	return nil
 }
 
 // DirNamespace is the namespace derived from a project directory.
 func DirNamespace(dir string) string {
+	base := strings.TrimSpace(filepath.Base(dir))
+	if base == "" || base == string(filepath.Separator) || base == "." {
+		base = "root"
+	}
+	return checkoutNamespace(base, dir)
+}
+
+// checkoutNamespace is name, cut to fit a namespace and made printable,
+// then a dash and 8 hex digits of the checkout's resolved path.
+func checkoutNamespace(name, dir string) string {
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real
 	}
-	sum := sha256.Sum256([]byte(dir))
-	base := filepath.Base(dir)
-	if len(base) > 64 {
-		base = base[:64]
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
 	}
-	base = strings.Map(func(r rune) rune {
+	sum := sha256.Sum256([]byte(dir))
+	const maxName = 128 - 1 - 8 // a namespace is at most 128 bytes
+	for len(name) > maxName {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	name = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return '_'
 		}
 		return r
-	}, strings.TrimSpace(base))
-	if base == "" || base == string(filepath.Separator) || base == "." {
-		base = "root"
-	}
-	return base + "-" + hex.EncodeToString(sum[:])[:8]
+	}, name)
+	return name + "-" + hex.EncodeToString(sum[:])[:8]
 }
 
 // CheckName is the rule for a project name given with -p or name:: a

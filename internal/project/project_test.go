@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -254,12 +255,27 @@ func TestNamespace(t *testing.T) {
 	if DirNamespace(one) != a {
 		t.Error("the namespace of a directory changed from one call to the next")
 	}
-	p := &Project{Dir: one, Name: "named"}
-	if got := p.Namespace(""); got != "named" {
-		t.Errorf("Namespace with name: = %q", got)
+	p := &Project{Dir: one, Name: "named", File: "portbroker.yaml"}
+	named := p.Namespace("")
+	if !strings.HasPrefix(named, "named-") || named == (&Project{Dir: two, Name: "named"}).Namespace("") {
+		t.Errorf("Namespace with name: = %q; want named-HASH, differing between checkouts", named)
 	}
-	if got := p.Namespace("flag"); got != "flag" {
-		t.Errorf("Namespace with -p = %q", got)
+	if got := p.Namespace("flag"); got != named {
+		t.Errorf("Namespace with name: and -p = %q, want name: to win (%q)", got, named)
+	}
+	if err := p.ConflictingName("flag"); err == nil || !strings.Contains(err.Error(), "name: named") {
+		t.Errorf("ConflictingName(flag) = %v; want an error naming name: named", err)
+	}
+	if err := p.ConflictingName("named"); err != nil {
+		t.Errorf("ConflictingName(named) = %v, want nil", err)
+	}
+	long := &Project{Dir: one, Name: strings.Repeat("é", 100)}
+	if got := long.Namespace(""); len(got) > 128 || !utf8.ValidString(got) {
+		t.Errorf("Namespace of a long name = %q (%d bytes); want at most 128 bytes of UTF-8", got, len(got))
+	}
+	p.Name = ""
+	if got := p.Namespace("flag"); !strings.HasPrefix(got, "flag-") {
+		t.Errorf("Namespace with -p = %q, want flag-HASH", got)
 	}
 	p.Name = ""
 	if got := p.Namespace(""); got != a {
