@@ -187,7 +187,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if o.bootID == "" {
 		err = removeBootFile(bootPath)
 	} else if prevBoot != o.bootID {
-		if err = db.Sync(); err == nil {
+		if err = db.Sync(); err != nil {
+			err = fmt.Errorf("sync state file %s: %w", path, err)
+		} else {
 			err = writeBootFile(bootPath, o.bootID)
 		}
 	}
