@@ -182,12 +182,16 @@ func Open(path string, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	// The file is synced by now (bbolt syncs until NoSync is set), so the
-	// boot file may vouch for it.
+	// The boot file vouches for the file as of this boot: sync what an
+	// earlier daemon may have left unsynced before writing it.
 	if o.bootID == "" {
 		err = removeBootFile(bootPath)
 	} else if prevBoot != o.bootID {
-		err = writeBootFile(bootPath, o.bootID)
+		if err = db.Sync(); err != nil {
+			err = fmt.Errorf("sync state file %s: %w", path, err)
+		} else {
+			err = writeBootFile(bootPath, o.bootID)
+		}
 	}
 	if err != nil {
 		db.Close()

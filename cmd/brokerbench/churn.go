@@ -165,8 +165,9 @@ func churn(ctx context.Context, cfg config, log func(string, ...any)) (*Churn, e
 	return res, err
 }
 
-// probeWatch acquires probe leases for owner until the stream shows one,
-// adding each to held.
+// probeWatch acquires probe leases (names "churn-probe-N") for owner until
+// the stream shows one, adding each to held, so the caller can account for
+// or release them.
 func probeWatch(ctx context.Context, c *client, w *watcher, owner int, held map[string]int) error {
 	probes := map[string]bool{}
 	for k := range 50 {

@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestParseFlags(t *testing.T) {
+	t.Setenv("BROKERBENCH_PORTSERVER", "") // the --portserver default
 	tests := []struct {
 		name    string
 		args    []string
@@ -49,10 +50,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "duration", args: []string{"--duration", "1ms"}, wantErr: "--duration: "},
 		{name: "argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 		{name: "runs", args: []string{"--runs", "0"}, wantErr: "--runs: "},
+		{name: "versus", args: []string{"--versus", "--portserver", "/p/portserver.py", "--python", "/usr/bin/python3", "--versus-calls", "600"}, want: func(c *config) {
+			c.versus, c.portserver, c.python, c.versusCalls = true, "/p/portserver.py", "/usr/bin/python3", 600
+		}},
+		{name: "churn", args: []string{"--churn", "--churn-for", "5s", "--churn-clients", "4", "--churn-owners", "2"}, want: func(c *config) {
+			c.churn, c.churnFor, c.churnClients, c.churnOwners = true, 5*time.Second, 4, 2
+		}},
+		{name: "versus and churn", args: []string{"--versus", "--churn"}, wantErr: "pick one"},
+		{name: "versus with runs", args: []string{"--versus", "--runs", "2"}, wantErr: "--runs repeats the full run only"},
+		{name: "versus calls", args: []string{"--versus-calls", "9001"}, wantErr: "--versus-calls: "},
+		{name: "churn for", args: []string{"--churn-for", "10ms"}, wantErr: "--churn-for: "},
+		{name: "churn clients", args: []string{"--churn-clients", "0"}, wantErr: "--churn-clients: "},
+		{name: "churn owners", args: []string{"--churn-owners", "257"}, wantErr: "--churn-owners: "},
 	}
 	base := config{
 		output: "table", duration: full.duration, clients: []int{1, 16}, leases: 10000, rangeStart: 20000,
 		refusals: full.refusals, owners: full.owners, idle: full.idle, fillClients: 16, runs: 1,
+		versusCalls: 4000, python: "python3", churnFor: 30 * time.Second, churnClients: 32, churnOwners: 8,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
@@ -115,11 +116,16 @@ func reclaim(ctx context.Context, c *client, n int, log func(string, ...any)) (_
 		}
 		ids[i] = res.GetLease().GetId()
 	}
-	// Seeing every grant on the stream proves the watch is live before the
-	// first kill.
-	for _, id := range ids {
-		if _, err := w.next(ctx, brokerpb.LeaseEventType_LEASE_EVENT_TYPE_ACQUIRED, id); err != nil {
-			return Latency{}, err
+	// A grant seen on the stream proves the watch live before the first
+	// kill; the stream may be registered only after WatchLeases returns,
+	// so grants made before it are not awaited.
+	probes := map[string]int{}
+	if err := probeWatch(ctx, c, w, os.Getpid(), probes); err != nil {
+		return Latency{}, err
+	}
+	for id := range probes {
+		if _, err := call(ctx, c.broker.ReleaseLease, &brokerpb.ReleaseLeaseRequest{LeaseId: id}); err != nil {
+			return Latency{}, fmt.Errorf("release probe lease %s: %w", id, err)
 		}
 	}
 	log("killing %d owners one at a time", n)
