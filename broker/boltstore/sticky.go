@@ -16,7 +16,7 @@ import (
 // MaxLastPorts bounds how many names' last ports the file keeps: the most
 // recently used ones, at least MaxLastPorts*7/8 of them once that many
 // names were used. It matches the broker's memory of names.
-const MaxLastPorts = 4096
+const MaxLastPorts = broker.NameMemory
 
 // lastPort is one name's remembered port, with the commit sequence that
 // last used it, so that the oldest can be forgotten first.
