@@ -62,67 +62,16 @@ func (b *Broker) processExited(p Process) {
 }
 
 // orphaned applies the orphan policy to a lease whose launcher exited
-// while its owner lives on. The stop runs on its own goroutine, owned by
-// the broker, so one orphan's grace period does not delay other exits.
+// while its owner lives on. The stop runs on a goroutine the broker owns,
+// so one orphan's grace period does not delay other exits.
 func (b *Broker) orphaned(l Lease) {
 	if b.cfg.Orphans == OrphanKeep {
 		b.log.Info("launcher exited; keeping its service (reclaim.orphans: keep)", leaseAttrs(l)...)
 		return
 	}
-	b.mu.Lock()
-	if b.reaping[l.ID] {
-		b.mu.Unlock()
-		return
-	}
-	b.reaping[l.ID] = true
-	b.mu.Unlock()
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		defer b.unreap(l.ID)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-b.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		b.stopOrphan(ctx, l)
-	}()
-}
-
-func (b *Broker) unreap(id string) {
-	b.mu.Lock()
-	delete(b.reaping, id)
-	b.mu.Unlock()
-}
-
-func (b *Broker) stopOrphan(ctx context.Context, l Lease) {
 	why := fmt.Sprintf("orphan rule: launcher pid %d of %s exited", l.Launcher.PID, l.Key())
-	owner, err := b.liveInfo(l.Owner)
-	if errors.Is(err, ErrNoProcess) {
-		if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
-			b.log.Error("reclaim lease of exited owner", "lease", l.ID, "err", err)
-		}
-		return
-	}
-	if err != nil {
+	if _, _, err := b.reapOrphan(b.daemonCaller(), l, why); err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrClosed) {
 		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
-		return
-	}
-	plan, err := b.planStop(b.daemonCaller(), []ProcessInfo{owner}, why)
-	if err != nil {
-		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
-		return
-	}
-	b.run(ctx, plan, b.cfg.Grace, false)
-	if free, detail := b.waitFree(ctx, l.Port, l.Protocol); !free {
-		b.log.Warn("port still does not bind after stopping the orphan", "port", l.Port, "detail", detail)
-	}
-	if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonLauncherExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
-		b.log.Error("reclaim lease of orphan", "lease", l.ID, "err", err)
 	}
 }
 
