@@ -104,6 +104,7 @@ type Broker struct {
 	pool       *pool
 	expiries   expiryHeap
 	subs       map[*Subscription]struct{}
+	ordered    orderedView
 	closed     bool
 
 	poke chan struct{}
