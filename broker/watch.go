@@ -9,7 +9,8 @@ import (
 // ErrOverflow ends a subscription whose reader fell too far behind.
 var ErrOverflow = errors.New("watcher fell behind and was dropped")
 
-// subBuffer is how many events a subscriber may lag before it is dropped.
+// subBuffer is how many events a subscriber may lag before it is dropped;
+// while existing leases are fed, as many live events may wait behind them.
 // Dropping keeps one slow reader from slowing every lease change.
 const subBuffer = 1024
 
@@ -80,12 +81,11 @@ func (s *Subscription) end(err error) {
 }
 
 // Watch subscribes to lease events in namespace (all when empty). With
-// includeExisting, an acquired event for each live lease comes first, in
-// namespace, name and id order, fed from the table a page at a time so
-// that no watcher holds a copy of it. Live events that interleave with
-// those pages are kept or left out so that, once the existing leases are
-// through, the watcher's view matches the table with no gap and no
-// duplicate.
+// includeExisting, an acquired event for each lease live at the call
+// comes too, in namespace, name and id order, fed from the table a page at
+// a time so that no watcher holds a copy of it; live events that happen
+// meanwhile follow the page being sent. Applied in order, the events give
+// a view that matches the table, with no gap and no duplicate.
 func (b *Broker) Watch(namespace string, includeExisting bool) (*Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -152,11 +152,13 @@ func (s *Subscription) feed() {
 			return
 		}
 		b.mu.Unlock()
-		for _, ev := range events {
-			s.send(ev)
-		}
+		// The events are about leases of earlier pages (already sent) or
+		// leases no page holds, so the page may go first.
 		for _, l := range page {
 			s.send(Event{Type: EventAcquired, Lease: l, Time: l.CreatedAt})
+		}
+		for _, ev := range events {
+			s.send(ev)
 		}
 	}
 }
