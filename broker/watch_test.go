@@ -153,7 +153,7 @@ func TestWatchExistingNoGapNoDuplicate(t *testing.T) {
 // and a page per watcher, admits no more than limits.watchers, and an
 // overflowed watcher keeps its slot until it is closed.
 func TestWatcherFloodBounded(t *testing.T) {
-	const leases, watchers, limit = 10000, 300, 256
+	const leases, watchers, limit = 6000, 300, 256
 	r := newRig(t, Config{Pool: widePool, Limits: Limits{LeasesPerUser: 100000, Leases: 100000, Watchers: limit}})
 	for i := range leases {
 		r.acquire(AcquireRequest{Namespace: fmt.Sprintf("ns%03d", i%100), Name: fmt.Sprintf("%0128d", i), OwnerPID: 100 + i%4})
@@ -214,7 +214,7 @@ func TestWatcherFloodBounded(t *testing.T) {
 	grew := int64(heap()) - int64(before)
 	// Each watcher: its channel and pending list (subBuffer each) and a
 	// page in its feeder, plus slack for the runtime. A copy of the table per watcher
-	// would be leases*limit events, twenty times more.
+	// would be leases*limit events, over five times more.
 	ev := int64(unsafe.Sizeof(Event{}))
 	bound := int64(limit)*(2*subBuffer+existingPage)*ev + 32<<20
 	t.Logf("heap grew %d MiB for %d watchers (bound %d MiB; a table copy each would be %d MiB)",
