@@ -138,6 +138,8 @@ const (
 	EventExpired
 	EventReclaimed
 	EventRenewed
+	// EventTransferred: the lease has a new owner (Transfer).
+	EventTransferred
 )
 
 func (t EventType) String() string {
@@ -152,6 +154,8 @@ func (t EventType) String() string {
 		return "reclaimed"
 	case EventRenewed:
 		return "renewed"
+	case EventTransferred:
+		return "transferred"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }

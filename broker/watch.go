@@ -187,12 +187,12 @@ func (s *Subscription) send(ev Event) {
 //
 // A subscriber still feeding existing leases gets ev in its pending list,
 // except for a lease that existed at its Watch and that its pages have not
-// reached: a renew is left out (the page will show it), and an end comes
+// reached: a renew or transfer is left out (the page will show it), and an end comes
 // as that lease's acquired event followed by the end, since no page will.
 func (b *Broker) publish(ev Event) {
 	v := &b.ordered
 	v.seq++
-	if ev.Type != EventRenewed {
+	if ev.Type != EventRenewed && ev.Type != EventTransferred {
 		v.invalidate()
 	}
 	born := v.born[ev.Lease.ID]
@@ -212,7 +212,7 @@ func (b *Broker) publish(ev Event) {
 		if s.feeding {
 			evs := []Event{ev}
 			if born <= s.since && keyOfLease(&ev.Lease).compare(s.cursor) > 0 {
-				if ev.Type == EventRenewed {
+				if ev.Type == EventRenewed || ev.Type == EventTransferred {
 					continue
 				}
 				evs = []Event{{Type: EventAcquired, Lease: ev.Lease, Time: ev.Lease.CreatedAt}, ev}
