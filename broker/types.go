@@ -142,6 +142,11 @@ const (
 	EventTransferred
 )
 
+// Ended reports whether t ends its lease.
+func (t EventType) Ended() bool {
+	return t == EventReleased || t == EventExpired || t == EventReclaimed
+}
+
 func (t EventType) String() string {
 	switch t {
 	case EventAcquired:

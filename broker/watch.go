@@ -192,16 +192,16 @@ func (s *Subscription) send(ev Event) {
 func (b *Broker) publish(ev Event) {
 	v := &b.ordered
 	v.seq++
-	if ev.Type != EventRenewed && ev.Type != EventTransferred {
+	if ev.Type == EventAcquired || ev.Type.Ended() {
 		v.invalidate()
 	}
 	born := v.born[ev.Lease.ID]
 	if v.feeders > 0 {
-		switch ev.Type {
-		case EventAcquired:
+		switch {
+		case ev.Type == EventAcquired:
 			v.born[ev.Lease.ID] = v.seq
 			born = v.seq
-		case EventReleased, EventExpired, EventReclaimed:
+		case ev.Type.Ended():
 			delete(v.born, ev.Lease.ID)
 		}
 	}
