@@ -106,11 +106,12 @@ type Broker struct {
 	// an unrelated one.
 	prevOwners map[NameKey]Process
 	// names bounds lastPorts and prevOwners to NameMemory names.
-	names  *nameOrder
-	pool   *pool
-	due    dueQueue
-	subs   map[*Subscription]struct{}
-	closed bool
+	names   *nameOrder
+	pool    *pool
+	due     dueQueue
+	subs    map[*Subscription]struct{}
+	ordered orderedView
+	closed  bool
 
 	poke chan struct{}
 	done chan struct{}

@@ -67,61 +67,15 @@ func (b *Broker) orphanedLocked(l Lease) {
 	if b.closed || b.reaping[l.ID] {
 		return
 	}
-	b.reaping[l.ID] = true
+	why := fmt.Sprintf("orphan rule: launcher pid %d of %s exited", l.Launcher.PID, l.Key())
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		defer b.unreap(l.ID)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-b.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		b.stopOrphan(ctx, l)
-	}()
-}
-
-// unreap ends a stop of a lease's owner tree. If the lease outlived it (the
-// stop was refused or its store write failed), its due work is re-armed so
-// an owner exit seen meanwhile is still acted on.
-func (b *Broker) unreap(id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.reaping, id)
-	if e := b.byID[id]; e != nil && !e.busy() {
-		b.rearmLocked(e, false)
-	}
-}
-
-func (b *Broker) stopOrphan(ctx context.Context, l Lease) {
-	why := fmt.Sprintf("orphan rule: launcher pid %d of %s exited", l.Launcher.PID, l.Key())
-	owner, err := b.liveInfo(l.Owner)
-	if errors.Is(err, ErrNoProcess) {
-		if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonOwnerExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
-			b.log.Error("reclaim lease of exited owner", "lease", l.ID, "err", err)
+		// A stop already under way for this lease (ErrConflict) covers it.
+		if _, _, err := b.reapOrphan(b.daemonCaller(), l, why); err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrClosed) {
+			b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
 		}
-		return
-	}
-	if err != nil {
-		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
-		return
-	}
-	plan, err := b.planStop(b.daemonCaller(), []ProcessInfo{owner}, why)
-	if err != nil {
-		b.log.Error("orphaned service left running", leaseAttrs(l, "err", err.Error())...)
-		return
-	}
-	b.run(ctx, plan, b.cfg.Grace, false)
-	if free, detail := b.waitFree(ctx, l.Port, l.Protocol); !free {
-		b.log.Warn("port still does not bind after stopping the orphan", "port", l.Port, "detail", detail)
-	}
-	if _, err := b.end(ctx, l.ID, EventReclaimed, ReasonLauncherExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
-		b.log.Error("reclaim lease of orphan", "lease", l.ID, "err", err)
-	}
+	}()
 }
 
 // liveInfo returns the facts of p if it is still the same process.

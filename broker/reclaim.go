@@ -15,7 +15,10 @@ type ReclaimRequest struct {
 	// Kill stops the processes holding the port; Force skips the graceful step.
 	Kill  bool
 	Force bool
-	// Grace overrides the configured grace period when positive.
+	// Grace overrides the configured grace period when positive; it may be
+	// at most MaxCallGrace. A configured grace longer than the call can wait
+	// still runs in full: the call then ends with its deadline while the
+	// stop goes on in the broker.
 	Grace time.Duration
 }
 
@@ -38,8 +41,8 @@ func (b *Broker) ReclaimPort(ctx context.Context, req ReclaimRequest) (ReclaimRe
 	if err != nil {
 		return ReclaimResult{}, err
 	}
-	if req.Grace < 0 {
-		return ReclaimResult{}, fieldErr("grace", "must not be negative, got %s", req.Grace)
+	if req.Grace < 0 || req.Grace > MaxCallGrace {
+		return ReclaimResult{}, fieldErr("grace", "must be between 0 and %s (what a call can wait), got %s", MaxCallGrace, req.Grace)
 	}
 	port := uint16(req.Port)
 	var lease *Lease
@@ -84,7 +87,13 @@ func (b *Broker) ReclaimPort(ctx context.Context, req ReclaimRequest) (ReclaimRe
 		if req.Grace > 0 {
 			grace = req.Grace
 		}
-		res.Stopped = b.run(ctx, plan, grace, req.Force)
+		job, err := b.startStop(plan, grace, req.Force, nil)
+		if err != nil {
+			return res, err
+		}
+		if res.Stopped, err = b.awaitStop(ctx, job, plan); err != nil {
+			return res, err
+		}
 	}
 	res.Free, res.Detail = b.waitFree(ctx, port, proto)
 	if !res.Free && !req.Kill {
@@ -112,29 +121,15 @@ func (b *Broker) reclaimForAcquire(ctx context.Context, caller Caller, a acquire
 
 	why := fmt.Sprintf("acquire of %s with reclaim", a.key)
 	if orphan != nil {
-		b.mu.Lock()
-		if b.reaping[orphan.ID] {
-			b.mu.Unlock()
-			return fmt.Errorf("name %s: its orphan is being stopped: %w; retry", a.key, ErrConflict)
-		}
-		b.reaping[orphan.ID] = true
-		b.mu.Unlock()
-		defer b.unreap(orphan.ID)
 		if err := b.mayChange(caller, *orphan); err != nil {
 			return err
 		}
-		owner, err := b.liveInfo(orphan.Owner)
-		if err == nil {
-			plan, err := b.planStop(caller, []ProcessInfo{owner}, why)
-			if err != nil {
-				return err
-			}
-			b.run(ctx, plan, b.cfg.Grace, false)
-		}
-		if _, err := b.end(ctx, orphan.ID, EventReclaimed, ReasonLauncherExited, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		job, plan, err := b.reapOrphan(caller, *orphan, why)
+		if err != nil {
 			return err
 		}
-		return nil
+		_, err = b.awaitStop(ctx, job, plan)
+		return err
 	}
 	if !hasPrev || port == 0 || b.holders == nil {
 		return nil
@@ -162,7 +157,13 @@ func (b *Broker) reclaimForAcquire(ctx context.Context, caller Caller, a acquire
 	if err != nil {
 		return err
 	}
-	b.run(ctx, plan, b.cfg.Grace, false)
+	job, err := b.startStop(plan, b.cfg.Grace, false, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := b.awaitStop(ctx, job, plan); err != nil {
+		return err
+	}
 	b.waitFree(ctx, port, a.proto)
 	return nil
 }

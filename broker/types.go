@@ -138,7 +138,14 @@ const (
 	EventExpired
 	EventReclaimed
 	EventRenewed
+	// EventTransferred: the lease has a new owner (Transfer).
+	EventTransferred
 )
+
+// Ended reports whether t ends its lease.
+func (t EventType) Ended() bool {
+	return t == EventReleased || t == EventExpired || t == EventReclaimed
+}
 
 func (t EventType) String() string {
 	switch t {
@@ -152,6 +159,8 @@ func (t EventType) String() string {
 		return "reclaimed"
 	case EventRenewed:
 		return "renewed"
+	case EventTransferred:
+		return "transferred"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }

@@ -240,6 +240,37 @@ func (c *Client) Acquire(ctx context.Context, name string, opts ...AcquireOption
 	return l, nil
 }
 
+// ErrTransferred is a lease's Err after Transfer gave it to another owner;
+// the *Lease Transfer returned stands for it from then on.
+var ErrTransferred = errors.New("lease transferred")
+
+// Transfer hands the lease to a new owner process (and its launcher; 0
+// for none) in one step, keeping its ID, name and port, so nothing can take
+// them in between. It is authorized like Release. On success l ends with
+// ErrTransferred and the returned lease, kept alive by this process as an
+// Acquire'd one is when it has a TTL, stands for it.
+func (l *Lease) Transfer(ctx context.Context, ownerPID, launcherPID int) (*Lease, error) {
+	if ownerPID <= 0 {
+		return nil, &InvalidArgumentError{Field: "owner_pid", Rule: fmt.Sprintf("must be a PID, not %d", ownerPID)}
+	}
+	if launcherPID < 0 {
+		return nil, &InvalidArgumentError{Field: "launcher_pid", Rule: fmt.Sprintf("must be a PID or 0, not %d", launcherPID)}
+	}
+	resp, err := l.c.rpc.TransferLease(ctx, &brokerpb.TransferLeaseRequest{
+		LeaseId: l.ID, OwnerPid: int32(ownerPID), LauncherPid: int32(launcherPID)})
+	if err != nil {
+		return nil, err
+	}
+	l.stopKeepalive()
+	l.life.end(ErrTransferred)
+	moved := leaseFromProto(l.c, resp.GetLease())
+	moved.FallbackReason = l.FallbackReason
+	if moved.TTL > 0 {
+		l.c.keepAlive(ctx, moved)
+	}
+	return moved, nil
+}
+
 // Release ends the lease with this ID.
 func (c *Client) Release(ctx context.Context, id string) error {
 	_, err := c.rpc.ReleaseLease(ctx, &brokerpb.ReleaseLeaseRequest{LeaseId: id})
@@ -264,15 +295,36 @@ func (c *Client) Renew(ctx context.Context, id string, ttl time.Duration) (*Leas
 }
 
 // List returns the live leases in namespace, or in every namespace when
-// namespace is empty.
+// namespace is empty, following the daemon's pages to the last.
 func (c *Client) List(ctx context.Context, namespace string) ([]*Lease, error) {
-	resp, err := c.rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{Namespace: namespace})
+	pbs, err := c.ListProto(ctx, namespace)
 	if err != nil {
 		return nil, err
 	}
-	leases := make([]*Lease, len(resp.GetLeases()))
-	for i, p := range resp.GetLeases() {
+	leases := make([]*Lease, len(pbs))
+	for i, p := range pbs {
 		leases[i] = leaseFromProto(c, p)
 	}
 	return leases, nil
+}
+
+// ListProto is List in the API's own messages, for tools that print them.
+func (c *Client) ListProto(ctx context.Context, namespace string) ([]*brokerpb.Lease, error) {
+	var out []*brokerpb.Lease
+	req := &brokerpb.ListLeasesRequest{Namespace: namespace}
+	for {
+		resp, err := c.rpc.ListLeases(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetLeases()...)
+		next := resp.GetNextPageToken()
+		if next == "" {
+			return out, nil
+		}
+		if next == req.GetPageToken() {
+			return nil, fmt.Errorf("list leases: the daemon returned the same page token twice")
+		}
+		req.PageToken = next
+	}
 }

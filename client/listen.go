@@ -46,12 +46,20 @@ func (l *Listener) Close() error {
 // process may take the port; then Listen releases that lease and tries
 // once more with a fresh one. The returned listener is a *Listener, whose
 // Close releases the lease. opts are Acquire's; a UDP-only lease is refused.
+// A name this process already holds (say, by another Listener) is refused
+// with ErrNameTaken, and that lease is left as it is.
 func (c *Client) Listen(ctx context.Context, name string, opts ...AcquireOption) (net.Listener, error) {
 	var lastErr error
 	for range 2 {
 		lease, err := c.Acquire(ctx, name, opts...)
 		if err != nil {
 			return nil, err
+		}
+		if lease.Existing {
+			// This process already holds the name, most likely through
+			// another listener still serving on it: leave that lease be.
+			return nil, fmt.Errorf("listen as %s/%s: this process already holds the name's lease %s on port %d (close that listener first): %w",
+				lease.Namespace, lease.Name, lease.ID, lease.Port, ErrNameTaken)
 		}
 		if lease.Protocol == UDP {
 			lease.Release(ctx)

@@ -20,6 +20,9 @@ const (
 	EventExpired
 	EventReclaimed
 	EventRenewed
+	// EventTransferred: the lease has a new owner (Lease.Transfer). Its
+	// value is the API's, which gives 6 to the overflow marker.
+	EventTransferred EventType = 7
 )
 
 func (t EventType) String() string {
@@ -34,6 +37,8 @@ func (t EventType) String() string {
 		return "reclaimed"
 	case EventRenewed:
 		return "renewed"
+	case EventTransferred:
+		return "transferred"
 	}
 	return fmt.Sprintf("event(%d)", int(t))
 }

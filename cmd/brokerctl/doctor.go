@@ -145,11 +145,11 @@ func resolveTargets(ctx context.Context, cl *client.Client, args []string, servi
 			continue
 		}
 		if !listed {
-			resp, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{Namespace: namespace})
+			all, err := cl.ListProto(ctx, namespace)
 			if err != nil {
 				return nil, err
 			}
-			leases, listed = resp.GetLeases(), true
+			leases, listed = all, true
 		}
 		t := target{label: arg}
 		for _, l := range leases {

@@ -39,14 +39,14 @@ func (c *cli) leasesCmd() *cobra.Command {
 			return c.watchLeases(cmd.Context(), namespace, out.value == "json")
 		}
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
-			resp, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{Namespace: namespace})
+			leases, err := cl.ListProto(ctx, namespace)
 			if err != nil {
 				return err
 			}
 			if out.value == "json" {
-				return printJSON(c.stdout, resp, false)
+				return printJSON(c.stdout, &brokerpb.ListLeasesResponse{Leases: leases}, false)
 			}
-			return c.printLeases(c.stdout, resp.GetLeases(), out.value == "wide")
+			return c.printLeases(c.stdout, leases, out.value == "wide")
 		})
 	})
 	return cmd

@@ -29,11 +29,11 @@ lease name in --namespace; it must match exactly one lease.`,
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
 		namespace := c.defaultNamespace(cmd, "namespace", namespace)
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
-			list, err := cl.RPC().ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+			list, err := cl.ListProto(ctx, "")
 			if err != nil {
 				return err
 			}
-			lease, err := resolveLease(list.GetLeases(), args[0], namespace)
+			lease, err := resolveLease(list, args[0], namespace)
 			if err != nil {
 				return err
 			}

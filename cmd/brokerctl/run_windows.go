@@ -25,11 +25,10 @@ import (
 //  2. It creates the child with that port in its environment and
 //     arguments, suspended, in a job object that kills the child's tree
 //     when brokerctl run exits or closes it (Job.StartSuspended).
-//  3. It releases its own lease and at once leases the same port, strictly,
-//     for the child (owner = the child, launcher = brokerctl). The child
-//     has run no instruction, so it cannot hold the port yet; only someone
-//     taking the port in the moment between the two calls can make this
-//     fail, and then the child is killed unrun and the run fails saying so.
+//  3. It transfers its lease to the child (owner = the child, launcher =
+//     brokerctl) in one TransferLease call: the lease keeps its ID, name and
+//     port, and nobody can take the port in between. Should the transfer
+//     fail, the child is killed unrun and the run fails saying so.
 //  4. It resumes the child.
 //
 // From then on the lease is the child's, as on Unix: `brokerctl leases`
@@ -44,8 +43,8 @@ var forwardedSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 // runAsShim is Unix only: see run_unix.go.
 func runAsShim([]string) (int, bool) { return 0, false }
 
-// testHookHandOver, when set, runs between the release of brokerctl's own
-// lease and the child's acquire of its port.
+// testHookHandOver, when set, runs just before brokerctl's lease is
+// transferred to the child.
 var testHookHandOver func(port int)
 
 type windowsChild struct {
@@ -96,7 +95,7 @@ func (c *cli) startChild(ctx context.Context, cl *client.Client, spec *runSpec) 
 		releaseQuietly(ctx, own)
 		return nil, nil, err
 	}
-	lease, err := handOver(ctx, cl, own, cmd.Process.Pid, spec)
+	lease, err := handOver(ctx, own, cmd.Process.Pid, spec)
 	if err == nil {
 		if err = resume(); err != nil {
 			releaseQuietly(ctx, lease)
@@ -106,29 +105,21 @@ func (c *cli) startChild(ctx context.Context, cl *client.Client, spec *runSpec) 
 		// Closing the job kills the child, which has run no instruction.
 		job.Close()
 		cmd.Wait()
+		releaseQuietly(ctx, own)
 		return nil, nil, err
 	}
 	return &windowsChild{cmd: cmd, job: job}, lease, nil
 }
 
-// handOver moves the port of own, brokerctl's lease, to the suspended
-// child pid: see the top of this file.
-func handOver(ctx context.Context, cl *client.Client, own *client.Lease, pid int, spec *runSpec) (*client.Lease, error) {
-	port := own.Port
-	if err := own.Release(ctx); err != nil {
-		return nil, fmt.Errorf("release port %d to lease it to the child: %w", port, err)
-	}
+// handOver transfers own, brokerctl's lease, to the suspended child pid:
+// see the top of this file.
+func handOver(ctx context.Context, own *client.Lease, pid int, spec *runSpec) (*client.Lease, error) {
 	if testHookHandOver != nil {
-		testHookHandOver(port)
+		testHookHandOver(own.Port)
 	}
-	lease, err := cl.Acquire(ctx, spec.name, spec.acquireOpts(pid, os.Getpid(), port, true)...)
-	switch {
-	case errors.Is(err, client.ErrPortHeld) || errors.Is(err, client.ErrNameTaken):
-		return nil, fmt.Errorf("port %d was taken while being handed to %s, which was stopped before it ran; run again: %w", port, spec.argv[0], err)
-	case err != nil:
-		return nil, fmt.Errorf("lease port %d to %s: %w", port, spec.argv[0], err)
+	lease, err := own.Transfer(ctx, pid, os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("hand the lease of port %d to %s, which was stopped before it ran: %w", own.Port, spec.argv[0], err)
 	}
-	// The port was chosen by the first lease; so was any fallback.
-	lease.FallbackReason = own.FallbackReason
 	return lease, nil
 }

@@ -61,7 +61,7 @@ func (h *ownHeld) launch(ctx context.Context, cl *client.Client, spec *launchSpe
 		return nil, nil, err
 	}
 	rs := &runSpec{name: spec.name, namespace: h.ns, strict: true, argv: []string{shell}, protocol: h.l.Protocol}
-	lease, err := handOver(ctx, cl, h.l, cmd.Process.Pid, rs)
+	lease, err := handOver(ctx, h.l, cmd.Process.Pid, rs)
 	if err == nil {
 		if err = resume(); err != nil {
 			releaseQuietly(ctx, lease)

@@ -312,7 +312,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
 // once the lease ends, so a port nobody leases is not left open.
 func (d *Daemon) closeRulesOfEndedLeases(sub *broker.Subscription) {
 	for ev := range sub.Events() {
-		if ev.Type == broker.EventAcquired || ev.Type == broker.EventRenewed {
+		if !ev.Type.Ended() {
 			continue
 		}
 		rules, err := d.fw.ListFirewallRules()

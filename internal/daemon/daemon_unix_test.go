@@ -62,7 +62,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Errorf("first event = %v, want acquired %s", ev, l.GetId())
 	}
 
-	list, err := c.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctx, c, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestDaemonRestartKeepsLeasesAndReclaimsDeadOwners(t *testing.T) {
 
 	d = startDaemon(t, cfg)
 	c = brokerpb.NewBrokerServiceClient(dial(t, d.addr))
-	list, err := c.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctx, c, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestDaemonReclaimsExitedOwner(t *testing.T) {
 			break
 		}
 	}
-	list, err := c.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctx, c, &brokerpb.ListLeasesRequest{})
 	if err != nil || len(list.GetLeases()) != 0 {
 		t.Errorf("leases after owner exit = %v, %v", list.GetLeases(), err)
 	}
@@ -209,7 +209,7 @@ func TestDaemonBadInput(t *testing.T) {
 	if _, err := c.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "existing", OwnerPid: me}); err != nil {
 		t.Fatal(err)
 	}
-	before, err := c.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	before, err := listAll(ctx, c, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestDaemonBadInput(t *testing.T) {
 			}
 		})
 	}
-	after, err := c.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	after, err := listAll(ctx, c, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func TestSecondUserCannotTouchFirstUsersLeases(t *testing.T) {
 		t.Errorf("second user's calls:\n%s\nwant:\n%s", got, want)
 	}
 
-	list, err := rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctx, rpc, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

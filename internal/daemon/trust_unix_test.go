@@ -89,7 +89,7 @@ func TestLoadInvariants(t *testing.T) {
 		}
 	}
 	rpc := brokerpb.NewBrokerServiceClient(dial(t, cfg.Addr))
-	list, err := rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctx, rpc, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func loadStep(ctx context.Context, rpc brokerpb.BrokerServiceClient, rng *rand.R
 		}
 		held[res.GetLease().GetId()] = res.GetLease()
 	case op < 6:
-		list, err := rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{Namespace: ns})
+		list, err := listAll(ctx, rpc, &brokerpb.ListLeasesRequest{Namespace: ns})
 		if err != nil {
 			return fmt.Errorf("list: %w", err)
 		}
@@ -177,7 +177,7 @@ func TestCrashKeepsAcknowledgedLeases(t *testing.T) {
 		rpc := brokerpb.NewBrokerServiceClient(conn)
 		ctx := ctxT(t)
 
-		list, err := rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+		list, err := listAll(ctx, rpc, &brokerpb.ListLeasesRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestCrashKeepsAcknowledgedLeases(t *testing.T) {
 	// A final start must open the store and hold every acknowledged lease.
 	daemon := startDaemonProcess(t, cfg)
 	rpc := brokerpb.NewBrokerServiceClient(dial(t, cfg.Addr))
-	list, err := rpc.ListLeases(ctxT(t), &brokerpb.ListLeasesRequest{})
+	list, err := listAll(ctxT(t), rpc, &brokerpb.ListLeasesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestBadInputEveryRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapshot := func() []proto.Message {
-		list, err := rpc.ListLeases(ctx, &brokerpb.ListLeasesRequest{})
+		list, err := listAll(ctx, rpc, &brokerpb.ListLeasesRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -82,6 +82,8 @@ func eventTypeToPB(t broker.EventType) brokerpb.LeaseEventType {
 		return brokerpb.LeaseEventType_LEASE_EVENT_TYPE_RECLAIMED
 	case broker.EventRenewed:
 		return brokerpb.LeaseEventType_LEASE_EVENT_TYPE_RENEWED
+	case broker.EventTransferred:
+		return brokerpb.LeaseEventType_LEASE_EVENT_TYPE_TRANSFERRED
 	}
 	return brokerpb.LeaseEventType_LEASE_EVENT_TYPE_UNSPECIFIED
 }

@@ -141,16 +141,32 @@ func (s *Server) RenewLease(ctx context.Context, req *brokerpb.RenewLeaseRequest
 	return &brokerpb.RenewLeaseResponse{Lease: leaseToPB(l)}, nil
 }
 
+func (s *Server) TransferLease(ctx context.Context, req *brokerpb.TransferLeaseRequest) (*brokerpb.TransferLeaseResponse, error) {
+	l, err := s.b.Transfer(ctx, broker.TransferRequest{
+		Caller:      s.caller(ctx),
+		LeaseID:     req.GetLeaseId(),
+		OwnerPID:    int(req.GetOwnerPid()),
+		LauncherPID: int(req.GetLauncherPid()),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &brokerpb.TransferLeaseResponse{Lease: leaseToPB(l)}, nil
+}
+
 func (s *Server) ListLeases(_ context.Context, req *brokerpb.ListLeasesRequest) (*brokerpb.ListLeasesResponse, error) {
 	if err := broker.CheckNamespace(req.GetNamespace()); err != nil {
 		return nil, toStatus(err)
 	}
-	leases := s.b.List(req.GetNamespace())
-	out := make([]*brokerpb.Lease, len(leases))
-	for i, l := range leases {
+	page, err := s.b.ListPage(req.GetNamespace(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := make([]*brokerpb.Lease, len(page.Leases))
+	for i, l := range page.Leases {
 		out[i] = leaseToPB(l)
 	}
-	return &brokerpb.ListLeasesResponse{Leases: out}, nil
+	return &brokerpb.ListLeasesResponse{Leases: out, NextPageToken: page.Next}, nil
 }
 
 func (s *Server) WatchLeases(req *brokerpb.WatchLeasesRequest, stream grpc.ServerStreamingServer[brokerpb.WatchLeasesResponse]) error {

@@ -88,6 +88,8 @@ const (
 	LeaseEventType_LEASE_EVENT_TYPE_RENEWED     LeaseEventType = 5
 	// The watcher fell too far behind and is being dropped; no event follows.
 	LeaseEventType_LEASE_EVENT_TYPE_OVERFLOW LeaseEventType = 6
+	// TransferLease gave the lease a new owner; the event carries it.
+	LeaseEventType_LEASE_EVENT_TYPE_TRANSFERRED LeaseEventType = 7
 )
 
 // Enum value maps for LeaseEventType.
@@ -100,6 +102,7 @@ var (
 		4: "LEASE_EVENT_TYPE_RECLAIMED",
 		5: "LEASE_EVENT_TYPE_RENEWED",
 		6: "LEASE_EVENT_TYPE_OVERFLOW",
+		7: "LEASE_EVENT_TYPE_TRANSFERRED",
 	}
 	LeaseEventType_value = map[string]int32{
 		"LEASE_EVENT_TYPE_UNSPECIFIED": 0,
@@ -109,6 +112,7 @@ var (
 		"LEASE_EVENT_TYPE_RECLAIMED":   4,
 		"LEASE_EVENT_TYPE_RENEWED":     5,
 		"LEASE_EVENT_TYPE_OVERFLOW":    6,
+		"LEASE_EVENT_TYPE_TRANSFERRED": 7,
 	}
 )
 
@@ -782,6 +786,114 @@ func (x *ReleaseLeaseResponse) GetLease() *Lease {
 	return nil
 }
 
+type TransferLeaseRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The new owner, held to the same rules as AcquireLease's owner_pid; it
+	// must not be 0.
+	OwnerPid int32 `protobuf:"varint,2,opt,name=owner_pid,json=ownerPid,proto3" json:"owner_pid,omitempty"`
+	// The new owner's launcher, as in AcquireLease; 0 for none.
+	LauncherPid   int32 `protobuf:"varint,3,opt,name=launcher_pid,json=launcherPid,proto3" json:"launcher_pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaseRequest) Reset() {
+	*x = TransferLeaseRequest{}
+	mi := &file_portbroker_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaseRequest) ProtoMessage() {}
+
+func (x *TransferLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portbroker_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaseRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TransferLeaseRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *TransferLeaseRequest) GetOwnerPid() int32 {
+	if x != nil {
+		return x.OwnerPid
+	}
+	return 0
+}
+
+func (x *TransferLeaseRequest) GetLauncherPid() int32 {
+	if x != nil {
+		return x.LauncherPid
+	}
+	return 0
+}
+
+type TransferLeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The lease under its new owner.
+	Lease         *Lease `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaseResponse) Reset() {
+	*x = TransferLeaseResponse{}
+	mi := &file_portbroker_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaseResponse) ProtoMessage() {}
+
+func (x *TransferLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portbroker_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaseResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TransferLeaseResponse) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
 type RenewLeaseRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -793,7 +905,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[5]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +917,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[5]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +930,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewLeaseRequest) GetLeaseId() string {
@@ -844,7 +956,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[6]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +968,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[6]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +981,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewLeaseResponse) GetLease() *Lease {
@@ -882,14 +994,20 @@ func (x *RenewLeaseResponse) GetLease() *Lease {
 type ListLeasesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty lists every namespace.
-	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// At most this many leases per page (AIP-158): 0 means 500, and more
+	// than 1000 is read as 1000. Negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first. Opaque.
+	// The other fields must match the call that returned it.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListLeasesRequest) Reset() {
 	*x = ListLeasesRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[7]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1019,7 @@ func (x *ListLeasesRequest) String() string {
 func (*ListLeasesRequest) ProtoMessage() {}
 
 func (x *ListLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[7]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1032,7 @@ func (x *ListLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeasesRequest.ProtoReflect.Descriptor instead.
 func (*ListLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListLeasesRequest) GetNamespace() string {
@@ -924,16 +1042,35 @@ func (x *ListLeasesRequest) GetNamespace() string {
 	return ""
 }
 
+func (x *ListLeasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLeasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListLeasesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Leases        []*Lease               `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Live leases by namespace, name and id. A lease that appears or ends
+	// while a caller pages through may or may not be listed; every other
+	// lease is listed exactly once.
+	Leases []*Lease `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListLeasesResponse) Reset() {
 	*x = ListLeasesResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[8]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1082,7 @@ func (x *ListLeasesResponse) String() string {
 func (*ListLeasesResponse) ProtoMessage() {}
 
 func (x *ListLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[8]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1095,7 @@ func (x *ListLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeasesResponse.ProtoReflect.Descriptor instead.
 func (*ListLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListLeasesResponse) GetLeases() []*Lease {
@@ -966,6 +1103,13 @@ func (x *ListLeasesResponse) GetLeases() []*Lease {
 		return x.Leases
 	}
 	return nil
+}
+
+func (x *ListLeasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchLeasesRequest struct {
@@ -980,7 +1124,7 @@ type WatchLeasesRequest struct {
 
 func (x *WatchLeasesRequest) Reset() {
 	*x = WatchLeasesRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[9]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1136,7 @@ func (x *WatchLeasesRequest) String() string {
 func (*WatchLeasesRequest) ProtoMessage() {}
 
 func (x *WatchLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[9]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1149,7 @@ func (x *WatchLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeasesRequest.ProtoReflect.Descriptor instead.
 func (*WatchLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchLeasesRequest) GetNamespace() string {
@@ -1034,7 +1178,7 @@ type WatchLeasesResponse struct {
 
 func (x *WatchLeasesResponse) Reset() {
 	*x = WatchLeasesResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[10]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1190,7 @@ func (x *WatchLeasesResponse) String() string {
 func (*WatchLeasesResponse) ProtoMessage() {}
 
 func (x *WatchLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[10]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1203,7 @@ func (x *WatchLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeasesResponse.ProtoReflect.Descriptor instead.
 func (*WatchLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchLeasesResponse) GetType() LeaseEventType {
@@ -1114,7 +1258,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[11]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1270,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[11]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1283,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Process) GetPid() int32 {
@@ -1239,7 +1383,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[12]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1395,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[12]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1408,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortRange) GetFirst() uint32 {
@@ -1299,7 +1443,7 @@ type InspectPortRequest struct {
 
 func (x *InspectPortRequest) Reset() {
 	*x = InspectPortRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[13]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1455,7 @@ func (x *InspectPortRequest) String() string {
 func (*InspectPortRequest) ProtoMessage() {}
 
 func (x *InspectPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[13]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1468,7 @@ func (x *InspectPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectPortRequest.ProtoReflect.Descriptor instead.
 func (*InspectPortRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InspectPortRequest) GetPort() uint32 {
@@ -1364,7 +1508,7 @@ type InspectPortResponse struct {
 
 func (x *InspectPortResponse) Reset() {
 	*x = InspectPortResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[14]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1520,7 @@ func (x *InspectPortResponse) String() string {
 func (*InspectPortResponse) ProtoMessage() {}
 
 func (x *InspectPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[14]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1533,7 @@ func (x *InspectPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectPortResponse.ProtoReflect.Descriptor instead.
 func (*InspectPortResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InspectPortResponse) GetPort() uint32 {
@@ -1486,7 +1630,7 @@ type ReclaimPortRequest struct {
 
 func (x *ReclaimPortRequest) Reset() {
 	*x = ReclaimPortRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[15]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1642,7 @@ func (x *ReclaimPortRequest) String() string {
 func (*ReclaimPortRequest) ProtoMessage() {}
 
 func (x *ReclaimPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[15]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1655,7 @@ func (x *ReclaimPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimPortRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimPortRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReclaimPortRequest) GetPort() uint32 {
@@ -1559,7 +1703,7 @@ type StoppedProcess struct {
 
 func (x *StoppedProcess) Reset() {
 	*x = StoppedProcess{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[16]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1715,7 @@ func (x *StoppedProcess) String() string {
 func (*StoppedProcess) ProtoMessage() {}
 
 func (x *StoppedProcess) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[16]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1728,7 @@ func (x *StoppedProcess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoppedProcess.ProtoReflect.Descriptor instead.
 func (*StoppedProcess) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StoppedProcess) GetProcess() *Process {
@@ -1616,7 +1760,7 @@ type ReclaimPortResponse struct {
 
 func (x *ReclaimPortResponse) Reset() {
 	*x = ReclaimPortResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[17]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1772,7 @@ func (x *ReclaimPortResponse) String() string {
 func (*ReclaimPortResponse) ProtoMessage() {}
 
 func (x *ReclaimPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[17]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1785,7 @@ func (x *ReclaimPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimPortResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimPortResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReclaimPortResponse) GetReleased() *Lease {
@@ -1680,7 +1824,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[18]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1836,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[18]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1849,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 type GetStatusResponse struct {
@@ -1734,7 +1878,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[19]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1890,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[19]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1903,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetStatusResponse) GetVersion() string {
@@ -1879,7 +2023,7 @@ type ConfiguredService struct {
 
 func (x *ConfiguredService) Reset() {
 	*x = ConfiguredService{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2035,7 @@ func (x *ConfiguredService) String() string {
 func (*ConfiguredService) ProtoMessage() {}
 
 func (x *ConfiguredService) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[20]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2048,7 @@ func (x *ConfiguredService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfiguredService.ProtoReflect.Descriptor instead.
 func (*ConfiguredService) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConfiguredService) GetName() string {
@@ -1943,7 +2087,7 @@ type FirewallRule struct {
 
 func (x *FirewallRule) Reset() {
 	*x = FirewallRule{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2099,7 @@ func (x *FirewallRule) String() string {
 func (*FirewallRule) ProtoMessage() {}
 
 func (x *FirewallRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[21]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2112,7 @@ func (x *FirewallRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FirewallRule.ProtoReflect.Descriptor instead.
 func (*FirewallRule) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FirewallRule) GetName() string {
@@ -2019,7 +2163,7 @@ type OpenFirewallRequest struct {
 
 func (x *OpenFirewallRequest) Reset() {
 	*x = OpenFirewallRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2175,7 @@ func (x *OpenFirewallRequest) String() string {
 func (*OpenFirewallRequest) ProtoMessage() {}
 
 func (x *OpenFirewallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[22]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2188,7 @@ func (x *OpenFirewallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFirewallRequest.ProtoReflect.Descriptor instead.
 func (*OpenFirewallRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OpenFirewallRequest) GetPort() uint32 {
@@ -2084,7 +2228,7 @@ type OpenFirewallResponse struct {
 
 func (x *OpenFirewallResponse) Reset() {
 	*x = OpenFirewallResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2240,7 @@ func (x *OpenFirewallResponse) String() string {
 func (*OpenFirewallResponse) ProtoMessage() {}
 
 func (x *OpenFirewallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[23]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2253,7 @@ func (x *OpenFirewallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFirewallResponse.ProtoReflect.Descriptor instead.
 func (*OpenFirewallResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OpenFirewallResponse) GetRule() *FirewallRule {
@@ -2129,7 +2273,7 @@ type CloseFirewallRequest struct {
 
 func (x *CloseFirewallRequest) Reset() {
 	*x = CloseFirewallRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2285,7 @@ func (x *CloseFirewallRequest) String() string {
 func (*CloseFirewallRequest) ProtoMessage() {}
 
 func (x *CloseFirewallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[24]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2298,7 @@ func (x *CloseFirewallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseFirewallRequest.ProtoReflect.Descriptor instead.
 func (*CloseFirewallRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CloseFirewallRequest) GetPort() uint32 {
@@ -2180,7 +2324,7 @@ type CloseFirewallResponse struct {
 
 func (x *CloseFirewallResponse) Reset() {
 	*x = CloseFirewallResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2336,7 @@ func (x *CloseFirewallResponse) String() string {
 func (*CloseFirewallResponse) ProtoMessage() {}
 
 func (x *CloseFirewallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[25]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2349,7 @@ func (x *CloseFirewallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseFirewallResponse.ProtoReflect.Descriptor instead.
 func (*CloseFirewallResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CloseFirewallResponse) GetRemoved() []*FirewallRule {
@@ -2223,7 +2367,7 @@ type ListFirewallRulesRequest struct {
 
 func (x *ListFirewallRulesRequest) Reset() {
 	*x = ListFirewallRulesRequest{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2379,7 @@ func (x *ListFirewallRulesRequest) String() string {
 func (*ListFirewallRulesRequest) ProtoMessage() {}
 
 func (x *ListFirewallRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[26]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2392,7 @@ func (x *ListFirewallRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFirewallRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListFirewallRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 type ListFirewallRulesResponse struct {
@@ -2260,7 +2404,7 @@ type ListFirewallRulesResponse struct {
 
 func (x *ListFirewallRulesResponse) Reset() {
 	*x = ListFirewallRulesResponse{}
-	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2416,7 @@ func (x *ListFirewallRulesResponse) String() string {
 func (*ListFirewallRulesResponse) ProtoMessage() {}
 
 func (x *ListFirewallRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portbroker_v1_broker_proto_msgTypes[27]
+	mi := &file_portbroker_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2429,7 @@ func (x *ListFirewallRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFirewallRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListFirewallRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_portbroker_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListFirewallRulesResponse) GetRules() []*FirewallRule {
@@ -2337,16 +2481,26 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\x13ReleaseLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\"B\n" +
 	"\x14ReleaseLeaseResponse\x12*\n" +
+	"\x05lease\x18\x01 \x01(\v2\x14.portbroker.v1.LeaseR\x05lease\"q\n" +
+	"\x14TransferLeaseRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1b\n" +
+	"\towner_pid\x18\x02 \x01(\x05R\bownerPid\x12!\n" +
+	"\flauncher_pid\x18\x03 \x01(\x05R\vlauncherPid\"C\n" +
+	"\x15TransferLeaseResponse\x12*\n" +
 	"\x05lease\x18\x01 \x01(\v2\x14.portbroker.v1.LeaseR\x05lease\"[\n" +
 	"\x11RenewLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"@\n" +
 	"\x12RenewLeaseResponse\x12*\n" +
-	"\x05lease\x18\x01 \x01(\v2\x14.portbroker.v1.LeaseR\x05lease\"1\n" +
+	"\x05lease\x18\x01 \x01(\v2\x14.portbroker.v1.LeaseR\x05lease\"m\n" +
 	"\x11ListLeasesRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"B\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x12ListLeasesResponse\x12,\n" +
-	"\x06leases\x18\x01 \x03(\v2\x14.portbroker.v1.LeaseR\x06leases\"]\n" +
+	"\x06leases\x18\x01 \x03(\v2\x14.portbroker.v1.LeaseR\x06leases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"]\n" +
 	"\x12WatchLeasesRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12)\n" +
 	"\x10include_existing\x18\x02 \x01(\bR\x0fincludeExisting\"\xda\x01\n" +
@@ -2461,7 +2615,7 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
 	"\fPROTOCOL_UDP\x10\x02\x12\x14\n" +
-	"\x10PROTOCOL_TCP_UDP\x10\x03*\xeb\x01\n" +
+	"\x10PROTOCOL_TCP_UDP\x10\x03*\x8d\x02\n" +
 	"\x0eLeaseEventType\x12 \n" +
 	"\x1cLEASE_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19LEASE_EVENT_TYPE_ACQUIRED\x10\x01\x12\x1d\n" +
@@ -2469,7 +2623,8 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\x18LEASE_EVENT_TYPE_EXPIRED\x10\x03\x12\x1e\n" +
 	"\x1aLEASE_EVENT_TYPE_RECLAIMED\x10\x04\x12\x1c\n" +
 	"\x18LEASE_EVENT_TYPE_RENEWED\x10\x05\x12\x1d\n" +
-	"\x19LEASE_EVENT_TYPE_OVERFLOW\x10\x06*\xaf\x01\n" +
+	"\x19LEASE_EVENT_TYPE_OVERFLOW\x10\x06\x12 \n" +
+	"\x1cLEASE_EVENT_TYPE_TRANSFERRED\x10\a*\xaf\x01\n" +
 	"\rReclaimReason\x12\x1e\n" +
 	"\x1aRECLAIM_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRECLAIM_REASON_OWNER_EXITED\x10\x01\x12\"\n" +
@@ -2495,12 +2650,13 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\x17STOP_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14STOP_METHOD_GRACEFUL\x10\x01\x12\x16\n" +
 	"\x12STOP_METHOD_FORCED\x10\x02\x12\x1e\n" +
-	"\x1aSTOP_METHOD_ALREADY_EXITED\x10\x032\xd8\a\n" +
+	"\x1aSTOP_METHOD_ALREADY_EXITED\x10\x032\xb4\b\n" +
 	"\rBrokerService\x12W\n" +
 	"\fAcquireLease\x12\".portbroker.v1.AcquireLeaseRequest\x1a#.portbroker.v1.AcquireLeaseResponse\x12W\n" +
 	"\fReleaseLease\x12\".portbroker.v1.ReleaseLeaseRequest\x1a#.portbroker.v1.ReleaseLeaseResponse\x12Q\n" +
 	"\n" +
-	"RenewLease\x12 .portbroker.v1.RenewLeaseRequest\x1a!.portbroker.v1.RenewLeaseResponse\x12Q\n" +
+	"RenewLease\x12 .portbroker.v1.RenewLeaseRequest\x1a!.portbroker.v1.RenewLeaseResponse\x12Z\n" +
+	"\rTransferLease\x12#.portbroker.v1.TransferLeaseRequest\x1a$.portbroker.v1.TransferLeaseResponse\x12Q\n" +
 	"\n" +
 	"ListLeases\x12 .portbroker.v1.ListLeasesRequest\x1a!.portbroker.v1.ListLeasesResponse\x12V\n" +
 	"\vWatchLeases\x12!.portbroker.v1.WatchLeasesRequest\x1a\".portbroker.v1.WatchLeasesResponse0\x01\x12T\n" +
@@ -2524,7 +2680,7 @@ func file_portbroker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_portbroker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_portbroker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_portbroker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_portbroker_v1_broker_proto_goTypes = []any{
 	(Protocol)(0),                     // 0: portbroker.v1.Protocol
 	(LeaseEventType)(0),               // 1: portbroker.v1.LeaseEventType
@@ -2537,108 +2693,113 @@ var file_portbroker_v1_broker_proto_goTypes = []any{
 	(*AcquireLeaseResponse)(nil),      // 8: portbroker.v1.AcquireLeaseResponse
 	(*ReleaseLeaseRequest)(nil),       // 9: portbroker.v1.ReleaseLeaseRequest
 	(*ReleaseLeaseResponse)(nil),      // 10: portbroker.v1.ReleaseLeaseResponse
-	(*RenewLeaseRequest)(nil),         // 11: portbroker.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),        // 12: portbroker.v1.RenewLeaseResponse
-	(*ListLeasesRequest)(nil),         // 13: portbroker.v1.ListLeasesRequest
-	(*ListLeasesResponse)(nil),        // 14: portbroker.v1.ListLeasesResponse
-	(*WatchLeasesRequest)(nil),        // 15: portbroker.v1.WatchLeasesRequest
-	(*WatchLeasesResponse)(nil),       // 16: portbroker.v1.WatchLeasesResponse
-	(*Process)(nil),                   // 17: portbroker.v1.Process
-	(*PortRange)(nil),                 // 18: portbroker.v1.PortRange
-	(*InspectPortRequest)(nil),        // 19: portbroker.v1.InspectPortRequest
-	(*InspectPortResponse)(nil),       // 20: portbroker.v1.InspectPortResponse
-	(*ReclaimPortRequest)(nil),        // 21: portbroker.v1.ReclaimPortRequest
-	(*StoppedProcess)(nil),            // 22: portbroker.v1.StoppedProcess
-	(*ReclaimPortResponse)(nil),       // 23: portbroker.v1.ReclaimPortResponse
-	(*GetStatusRequest)(nil),          // 24: portbroker.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 25: portbroker.v1.GetStatusResponse
-	(*ConfiguredService)(nil),         // 26: portbroker.v1.ConfiguredService
-	(*FirewallRule)(nil),              // 27: portbroker.v1.FirewallRule
-	(*OpenFirewallRequest)(nil),       // 28: portbroker.v1.OpenFirewallRequest
-	(*OpenFirewallResponse)(nil),      // 29: portbroker.v1.OpenFirewallResponse
-	(*CloseFirewallRequest)(nil),      // 30: portbroker.v1.CloseFirewallRequest
-	(*CloseFirewallResponse)(nil),     // 31: portbroker.v1.CloseFirewallResponse
-	(*ListFirewallRulesRequest)(nil),  // 32: portbroker.v1.ListFirewallRulesRequest
-	(*ListFirewallRulesResponse)(nil), // 33: portbroker.v1.ListFirewallRulesResponse
-	nil,                               // 34: portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
-	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 36: google.protobuf.Duration
+	(*TransferLeaseRequest)(nil),      // 11: portbroker.v1.TransferLeaseRequest
+	(*TransferLeaseResponse)(nil),     // 12: portbroker.v1.TransferLeaseResponse
+	(*RenewLeaseRequest)(nil),         // 13: portbroker.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),        // 14: portbroker.v1.RenewLeaseResponse
+	(*ListLeasesRequest)(nil),         // 15: portbroker.v1.ListLeasesRequest
+	(*ListLeasesResponse)(nil),        // 16: portbroker.v1.ListLeasesResponse
+	(*WatchLeasesRequest)(nil),        // 17: portbroker.v1.WatchLeasesRequest
+	(*WatchLeasesResponse)(nil),       // 18: portbroker.v1.WatchLeasesResponse
+	(*Process)(nil),                   // 19: portbroker.v1.Process
+	(*PortRange)(nil),                 // 20: portbroker.v1.PortRange
+	(*InspectPortRequest)(nil),        // 21: portbroker.v1.InspectPortRequest
+	(*InspectPortResponse)(nil),       // 22: portbroker.v1.InspectPortResponse
+	(*ReclaimPortRequest)(nil),        // 23: portbroker.v1.ReclaimPortRequest
+	(*StoppedProcess)(nil),            // 24: portbroker.v1.StoppedProcess
+	(*ReclaimPortResponse)(nil),       // 25: portbroker.v1.ReclaimPortResponse
+	(*GetStatusRequest)(nil),          // 26: portbroker.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 27: portbroker.v1.GetStatusResponse
+	(*ConfiguredService)(nil),         // 28: portbroker.v1.ConfiguredService
+	(*FirewallRule)(nil),              // 29: portbroker.v1.FirewallRule
+	(*OpenFirewallRequest)(nil),       // 30: portbroker.v1.OpenFirewallRequest
+	(*OpenFirewallResponse)(nil),      // 31: portbroker.v1.OpenFirewallResponse
+	(*CloseFirewallRequest)(nil),      // 32: portbroker.v1.CloseFirewallRequest
+	(*CloseFirewallResponse)(nil),     // 33: portbroker.v1.CloseFirewallResponse
+	(*ListFirewallRulesRequest)(nil),  // 34: portbroker.v1.ListFirewallRulesRequest
+	(*ListFirewallRulesResponse)(nil), // 35: portbroker.v1.ListFirewallRulesResponse
+	nil,                               // 36: portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
+	(*timestamppb.Timestamp)(nil),     // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 38: google.protobuf.Duration
 }
 var file_portbroker_v1_broker_proto_depIdxs = []int32{
 	0,  // 0: portbroker.v1.Lease.protocol:type_name -> portbroker.v1.Protocol
-	35, // 1: portbroker.v1.Lease.owner_start_time:type_name -> google.protobuf.Timestamp
-	35, // 2: portbroker.v1.Lease.launcher_start_time:type_name -> google.protobuf.Timestamp
-	35, // 3: portbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	35, // 4: portbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	36, // 5: portbroker.v1.Lease.ttl:type_name -> google.protobuf.Duration
+	37, // 1: portbroker.v1.Lease.owner_start_time:type_name -> google.protobuf.Timestamp
+	37, // 2: portbroker.v1.Lease.launcher_start_time:type_name -> google.protobuf.Timestamp
+	37, // 3: portbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	37, // 4: portbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 5: portbroker.v1.Lease.ttl:type_name -> google.protobuf.Duration
 	0,  // 6: portbroker.v1.AcquireLeaseRequest.protocol:type_name -> portbroker.v1.Protocol
-	36, // 7: portbroker.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	38, // 7: portbroker.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
 	6,  // 8: portbroker.v1.AcquireLeaseResponse.lease:type_name -> portbroker.v1.Lease
 	6,  // 9: portbroker.v1.ReleaseLeaseResponse.lease:type_name -> portbroker.v1.Lease
-	36, // 10: portbroker.v1.RenewLeaseRequest.ttl:type_name -> google.protobuf.Duration
-	6,  // 11: portbroker.v1.RenewLeaseResponse.lease:type_name -> portbroker.v1.Lease
-	6,  // 12: portbroker.v1.ListLeasesResponse.leases:type_name -> portbroker.v1.Lease
-	1,  // 13: portbroker.v1.WatchLeasesResponse.type:type_name -> portbroker.v1.LeaseEventType
-	6,  // 14: portbroker.v1.WatchLeasesResponse.lease:type_name -> portbroker.v1.Lease
-	2,  // 15: portbroker.v1.WatchLeasesResponse.reason:type_name -> portbroker.v1.ReclaimReason
-	35, // 16: portbroker.v1.WatchLeasesResponse.time:type_name -> google.protobuf.Timestamp
-	35, // 17: portbroker.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	0,  // 18: portbroker.v1.Process.protocol:type_name -> portbroker.v1.Protocol
-	0,  // 19: portbroker.v1.InspectPortRequest.protocol:type_name -> portbroker.v1.Protocol
-	0,  // 20: portbroker.v1.InspectPortResponse.protocol:type_name -> portbroker.v1.Protocol
-	6,  // 21: portbroker.v1.InspectPortResponse.lease:type_name -> portbroker.v1.Lease
-	17, // 22: portbroker.v1.InspectPortResponse.holders:type_name -> portbroker.v1.Process
-	3,  // 23: portbroker.v1.InspectPortResponse.bind:type_name -> portbroker.v1.BindResult
-	4,  // 24: portbroker.v1.InspectPortResponse.ephemeral_position:type_name -> portbroker.v1.EphemeralPosition
-	18, // 25: portbroker.v1.InspectPortResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
-	18, // 26: portbroker.v1.InspectPortResponse.excluded_by:type_name -> portbroker.v1.PortRange
-	0,  // 27: portbroker.v1.ReclaimPortRequest.protocol:type_name -> portbroker.v1.Protocol
-	36, // 28: portbroker.v1.ReclaimPortRequest.grace:type_name -> google.protobuf.Duration
-	17, // 29: portbroker.v1.StoppedProcess.process:type_name -> portbroker.v1.Process
-	5,  // 30: portbroker.v1.StoppedProcess.method:type_name -> portbroker.v1.StopMethod
-	6,  // 31: portbroker.v1.ReclaimPortResponse.released:type_name -> portbroker.v1.Lease
-	22, // 32: portbroker.v1.ReclaimPortResponse.stopped:type_name -> portbroker.v1.StoppedProcess
-	18, // 33: portbroker.v1.GetStatusResponse.pool:type_name -> portbroker.v1.PortRange
-	18, // 34: portbroker.v1.GetStatusResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
-	18, // 35: portbroker.v1.GetStatusResponse.reserved_ranges:type_name -> portbroker.v1.PortRange
-	18, // 36: portbroker.v1.GetStatusResponse.excluded_ranges:type_name -> portbroker.v1.PortRange
-	34, // 37: portbroker.v1.GetStatusResponse.leases_by_namespace:type_name -> portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
-	35, // 38: portbroker.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	26, // 39: portbroker.v1.GetStatusResponse.services:type_name -> portbroker.v1.ConfiguredService
-	0,  // 40: portbroker.v1.ConfiguredService.protocol:type_name -> portbroker.v1.Protocol
-	0,  // 41: portbroker.v1.FirewallRule.protocol:type_name -> portbroker.v1.Protocol
-	0,  // 42: portbroker.v1.OpenFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
-	27, // 43: portbroker.v1.OpenFirewallResponse.rule:type_name -> portbroker.v1.FirewallRule
-	0,  // 44: portbroker.v1.CloseFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
-	27, // 45: portbroker.v1.CloseFirewallResponse.removed:type_name -> portbroker.v1.FirewallRule
-	27, // 46: portbroker.v1.ListFirewallRulesResponse.rules:type_name -> portbroker.v1.FirewallRule
-	7,  // 47: portbroker.v1.BrokerService.AcquireLease:input_type -> portbroker.v1.AcquireLeaseRequest
-	9,  // 48: portbroker.v1.BrokerService.ReleaseLease:input_type -> portbroker.v1.ReleaseLeaseRequest
-	11, // 49: portbroker.v1.BrokerService.RenewLease:input_type -> portbroker.v1.RenewLeaseRequest
-	13, // 50: portbroker.v1.BrokerService.ListLeases:input_type -> portbroker.v1.ListLeasesRequest
-	15, // 51: portbroker.v1.BrokerService.WatchLeases:input_type -> portbroker.v1.WatchLeasesRequest
-	19, // 52: portbroker.v1.BrokerService.InspectPort:input_type -> portbroker.v1.InspectPortRequest
-	21, // 53: portbroker.v1.BrokerService.ReclaimPort:input_type -> portbroker.v1.ReclaimPortRequest
-	24, // 54: portbroker.v1.BrokerService.GetStatus:input_type -> portbroker.v1.GetStatusRequest
-	28, // 55: portbroker.v1.BrokerService.OpenFirewall:input_type -> portbroker.v1.OpenFirewallRequest
-	30, // 56: portbroker.v1.BrokerService.CloseFirewall:input_type -> portbroker.v1.CloseFirewallRequest
-	32, // 57: portbroker.v1.BrokerService.ListFirewallRules:input_type -> portbroker.v1.ListFirewallRulesRequest
-	8,  // 58: portbroker.v1.BrokerService.AcquireLease:output_type -> portbroker.v1.AcquireLeaseResponse
-	10, // 59: portbroker.v1.BrokerService.ReleaseLease:output_type -> portbroker.v1.ReleaseLeaseResponse
-	12, // 60: portbroker.v1.BrokerService.RenewLease:output_type -> portbroker.v1.RenewLeaseResponse
-	14, // 61: portbroker.v1.BrokerService.ListLeases:output_type -> portbroker.v1.ListLeasesResponse
-	16, // 62: portbroker.v1.BrokerService.WatchLeases:output_type -> portbroker.v1.WatchLeasesResponse
-	20, // 63: portbroker.v1.BrokerService.InspectPort:output_type -> portbroker.v1.InspectPortResponse
-	23, // 64: portbroker.v1.BrokerService.ReclaimPort:output_type -> portbroker.v1.ReclaimPortResponse
-	25, // 65: portbroker.v1.BrokerService.GetStatus:output_type -> portbroker.v1.GetStatusResponse
-	29, // 66: portbroker.v1.BrokerService.OpenFirewall:output_type -> portbroker.v1.OpenFirewallResponse
-	31, // 67: portbroker.v1.BrokerService.CloseFirewall:output_type -> portbroker.v1.CloseFirewallResponse
-	33, // 68: portbroker.v1.BrokerService.ListFirewallRules:output_type -> portbroker.v1.ListFirewallRulesResponse
-	58, // [58:69] is the sub-list for method output_type
-	47, // [47:58] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	6,  // 10: portbroker.v1.TransferLeaseResponse.lease:type_name -> portbroker.v1.Lease
+	38, // 11: portbroker.v1.RenewLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	6,  // 12: portbroker.v1.RenewLeaseResponse.lease:type_name -> portbroker.v1.Lease
+	6,  // 13: portbroker.v1.ListLeasesResponse.leases:type_name -> portbroker.v1.Lease
+	1,  // 14: portbroker.v1.WatchLeasesResponse.type:type_name -> portbroker.v1.LeaseEventType
+	6,  // 15: portbroker.v1.WatchLeasesResponse.lease:type_name -> portbroker.v1.Lease
+	2,  // 16: portbroker.v1.WatchLeasesResponse.reason:type_name -> portbroker.v1.ReclaimReason
+	37, // 17: portbroker.v1.WatchLeasesResponse.time:type_name -> google.protobuf.Timestamp
+	37, // 18: portbroker.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	0,  // 19: portbroker.v1.Process.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 20: portbroker.v1.InspectPortRequest.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 21: portbroker.v1.InspectPortResponse.protocol:type_name -> portbroker.v1.Protocol
+	6,  // 22: portbroker.v1.InspectPortResponse.lease:type_name -> portbroker.v1.Lease
+	19, // 23: portbroker.v1.InspectPortResponse.holders:type_name -> portbroker.v1.Process
+	3,  // 24: portbroker.v1.InspectPortResponse.bind:type_name -> portbroker.v1.BindResult
+	4,  // 25: portbroker.v1.InspectPortResponse.ephemeral_position:type_name -> portbroker.v1.EphemeralPosition
+	20, // 26: portbroker.v1.InspectPortResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
+	20, // 27: portbroker.v1.InspectPortResponse.excluded_by:type_name -> portbroker.v1.PortRange
+	0,  // 28: portbroker.v1.ReclaimPortRequest.protocol:type_name -> portbroker.v1.Protocol
+	38, // 29: portbroker.v1.ReclaimPortRequest.grace:type_name -> google.protobuf.Duration
+	19, // 30: portbroker.v1.StoppedProcess.process:type_name -> portbroker.v1.Process
+	5,  // 31: portbroker.v1.StoppedProcess.method:type_name -> portbroker.v1.StopMethod
+	6,  // 32: portbroker.v1.ReclaimPortResponse.released:type_name -> portbroker.v1.Lease
+	24, // 33: portbroker.v1.ReclaimPortResponse.stopped:type_name -> portbroker.v1.StoppedProcess
+	20, // 34: portbroker.v1.GetStatusResponse.pool:type_name -> portbroker.v1.PortRange
+	20, // 35: portbroker.v1.GetStatusResponse.ephemeral_range:type_name -> portbroker.v1.PortRange
+	20, // 36: portbroker.v1.GetStatusResponse.reserved_ranges:type_name -> portbroker.v1.PortRange
+	20, // 37: portbroker.v1.GetStatusResponse.excluded_ranges:type_name -> portbroker.v1.PortRange
+	36, // 38: portbroker.v1.GetStatusResponse.leases_by_namespace:type_name -> portbroker.v1.GetStatusResponse.LeasesByNamespaceEntry
+	37, // 39: portbroker.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	28, // 40: portbroker.v1.GetStatusResponse.services:type_name -> portbroker.v1.ConfiguredService
+	0,  // 41: portbroker.v1.ConfiguredService.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 42: portbroker.v1.FirewallRule.protocol:type_name -> portbroker.v1.Protocol
+	0,  // 43: portbroker.v1.OpenFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
+	29, // 44: portbroker.v1.OpenFirewallResponse.rule:type_name -> portbroker.v1.FirewallRule
+	0,  // 45: portbroker.v1.CloseFirewallRequest.protocol:type_name -> portbroker.v1.Protocol
+	29, // 46: portbroker.v1.CloseFirewallResponse.removed:type_name -> portbroker.v1.FirewallRule
+	29, // 47: portbroker.v1.ListFirewallRulesResponse.rules:type_name -> portbroker.v1.FirewallRule
+	7,  // 48: portbroker.v1.BrokerService.AcquireLease:input_type -> portbroker.v1.AcquireLeaseRequest
+	9,  // 49: portbroker.v1.BrokerService.ReleaseLease:input_type -> portbroker.v1.ReleaseLeaseRequest
+	13, // 50: portbroker.v1.BrokerService.RenewLease:input_type -> portbroker.v1.RenewLeaseRequest
+	11, // 51: portbroker.v1.BrokerService.TransferLease:input_type -> portbroker.v1.TransferLeaseRequest
+	15, // 52: portbroker.v1.BrokerService.ListLeases:input_type -> portbroker.v1.ListLeasesRequest
+	17, // 53: portbroker.v1.BrokerService.WatchLeases:input_type -> portbroker.v1.WatchLeasesRequest
+	21, // 54: portbroker.v1.BrokerService.InspectPort:input_type -> portbroker.v1.InspectPortRequest
+	23, // 55: portbroker.v1.BrokerService.ReclaimPort:input_type -> portbroker.v1.ReclaimPortRequest
+	26, // 56: portbroker.v1.BrokerService.GetStatus:input_type -> portbroker.v1.GetStatusRequest
+	30, // 57: portbroker.v1.BrokerService.OpenFirewall:input_type -> portbroker.v1.OpenFirewallRequest
+	32, // 58: portbroker.v1.BrokerService.CloseFirewall:input_type -> portbroker.v1.CloseFirewallRequest
+	34, // 59: portbroker.v1.BrokerService.ListFirewallRules:input_type -> portbroker.v1.ListFirewallRulesRequest
+	8,  // 60: portbroker.v1.BrokerService.AcquireLease:output_type -> portbroker.v1.AcquireLeaseResponse
+	10, // 61: portbroker.v1.BrokerService.ReleaseLease:output_type -> portbroker.v1.ReleaseLeaseResponse
+	14, // 62: portbroker.v1.BrokerService.RenewLease:output_type -> portbroker.v1.RenewLeaseResponse
+	12, // 63: portbroker.v1.BrokerService.TransferLease:output_type -> portbroker.v1.TransferLeaseResponse
+	16, // 64: portbroker.v1.BrokerService.ListLeases:output_type -> portbroker.v1.ListLeasesResponse
+	18, // 65: portbroker.v1.BrokerService.WatchLeases:output_type -> portbroker.v1.WatchLeasesResponse
+	22, // 66: portbroker.v1.BrokerService.InspectPort:output_type -> portbroker.v1.InspectPortResponse
+	25, // 67: portbroker.v1.BrokerService.ReclaimPort:output_type -> portbroker.v1.ReclaimPortResponse
+	27, // 68: portbroker.v1.BrokerService.GetStatus:output_type -> portbroker.v1.GetStatusResponse
+	31, // 69: portbroker.v1.BrokerService.OpenFirewall:output_type -> portbroker.v1.OpenFirewallResponse
+	33, // 70: portbroker.v1.BrokerService.CloseFirewall:output_type -> portbroker.v1.CloseFirewallResponse
+	35, // 71: portbroker.v1.BrokerService.ListFirewallRules:output_type -> portbroker.v1.ListFirewallRulesResponse
+	60, // [60:72] is the sub-list for method output_type
+	48, // [48:60] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_portbroker_v1_broker_proto_init() }
@@ -2652,7 +2813,7 @@ func file_portbroker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portbroker_v1_broker_proto_rawDesc), len(file_portbroker_v1_broker_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	BrokerService_AcquireLease_FullMethodName      = "/portbroker.v1.BrokerService/AcquireLease"
 	BrokerService_ReleaseLease_FullMethodName      = "/portbroker.v1.BrokerService/ReleaseLease"
 	BrokerService_RenewLease_FullMethodName        = "/portbroker.v1.BrokerService/RenewLease"
+	BrokerService_TransferLease_FullMethodName     = "/portbroker.v1.BrokerService/TransferLease"
 	BrokerService_ListLeases_FullMethodName        = "/portbroker.v1.BrokerService/ListLeases"
 	BrokerService_WatchLeases_FullMethodName       = "/portbroker.v1.BrokerService/WatchLeases"
 	BrokerService_InspectPort_FullMethodName       = "/portbroker.v1.BrokerService/InspectPort"
@@ -46,7 +47,11 @@ type BrokerServiceClient interface {
 	ReleaseLease(ctx context.Context, in *ReleaseLeaseRequest, opts ...grpc.CallOption) (*ReleaseLeaseResponse, error)
 	// RenewLease extends a TTL lease.
 	RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error)
-	// ListLeases lists live leases, optionally for one namespace.
+	// TransferLease hands a live lease to a new owner process in one step,
+	// keeping its id, name and port. It is authorized like a release.
+	TransferLease(ctx context.Context, in *TransferLeaseRequest, opts ...grpc.CallOption) (*TransferLeaseResponse, error)
+	// ListLeases lists live leases, optionally for one namespace, a page
+	// at a time.
 	ListLeases(ctx context.Context, in *ListLeasesRequest, opts ...grpc.CallOption) (*ListLeasesResponse, error)
 	// WatchLeases streams lease events as they happen.
 	WatchLeases(ctx context.Context, in *WatchLeasesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLeasesResponse], error)
@@ -96,6 +101,16 @@ func (c *brokerServiceClient) RenewLease(ctx context.Context, in *RenewLeaseRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RenewLeaseResponse)
 	err := c.cc.Invoke(ctx, BrokerService_RenewLease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerServiceClient) TransferLease(ctx context.Context, in *TransferLeaseRequest, opts ...grpc.CallOption) (*TransferLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaseResponse)
+	err := c.cc.Invoke(ctx, BrokerService_TransferLease_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +220,11 @@ type BrokerServiceServer interface {
 	ReleaseLease(context.Context, *ReleaseLeaseRequest) (*ReleaseLeaseResponse, error)
 	// RenewLease extends a TTL lease.
 	RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error)
-	// ListLeases lists live leases, optionally for one namespace.
+	// TransferLease hands a live lease to a new owner process in one step,
+	// keeping its id, name and port. It is authorized like a release.
+	TransferLease(context.Context, *TransferLeaseRequest) (*TransferLeaseResponse, error)
+	// ListLeases lists live leases, optionally for one namespace, a page
+	// at a time.
 	ListLeases(context.Context, *ListLeasesRequest) (*ListLeasesResponse, error)
 	// WatchLeases streams lease events as they happen.
 	WatchLeases(*WatchLeasesRequest, grpc.ServerStreamingServer[WatchLeasesResponse]) error
@@ -239,6 +258,9 @@ func (UnimplementedBrokerServiceServer) ReleaseLease(context.Context, *ReleaseLe
 }
 func (UnimplementedBrokerServiceServer) RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenewLease not implemented")
+}
+func (UnimplementedBrokerServiceServer) TransferLease(context.Context, *TransferLeaseRequest) (*TransferLeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLease not implemented")
 }
 func (UnimplementedBrokerServiceServer) ListLeases(context.Context, *ListLeasesRequest) (*ListLeasesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListLeases not implemented")
@@ -335,6 +357,24 @@ func _BrokerService_RenewLease_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BrokerServiceServer).RenewLease(ctx, req.(*RenewLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerService_TransferLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).TransferLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_TransferLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).TransferLease(ctx, req.(*TransferLeaseRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -494,6 +534,10 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewLease",
 			Handler:    _BrokerService_RenewLease_Handler,
+		},
+		{
+			MethodName: "TransferLease",
+			Handler:    _BrokerService_TransferLease_Handler,
 		},
 		{
 			MethodName: "ListLeases",
