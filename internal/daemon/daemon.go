@@ -380,6 +380,9 @@ func (d *Daemon) Close() {
 	if d.store != nil {
 		d.store.Close()
 	}
+	if d.mark != nil {
+		d.mark.Close()
+	}
 }
 
 // prepareStateDir creates the state dir private to the user and refuses
@@ -430,8 +433,9 @@ func (d *Daemon) openStore(cfg Config, host Host, log *slog.Logger) error {
 		d.warnings = append(d.warnings, warning)
 	}
 	d.store = store
-	d.mark = &commitMark{storePath: path, path: markPath, log: log}
-	d.mark.update()
+	if d.mark, err = openCommitMark(path, markPath, log); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -105,13 +105,70 @@ func readMeta(r io.ReaderAt, pageOffset int64) (boltMeta, bool) {
 // commitMark keeps CommitMarkFile up to date. It is written after each
 // commit without an fsync of its own: the store was synced first, so after
 // a crash the mark may lag the store (no warning) but never lead it (no
-// false alarm).
+// false alarm). Both files stay open, so an update costs two reads and a
+// write.
 type commitMark struct {
-	storePath, path string
-	log             *slog.Logger
-	mu              sync.Mutex
-	last            uint64
-	warned          bool
+	log    *slog.Logger
+	mu     sync.Mutex
+	store  *os.File // read-only, for its meta pages
+	mark   *os.File
+	last   uint64
+	failed bool
+}
+
+// openCommitMark opens the mark at markPath for the store at storePath
+// and records the store's current transaction.
+func openCommitMark(storePath, markPath string, log *slog.Logger) (*commitMark, error) {
+	store, err := os.Open(storePath)
+	if err != nil {
+		return nil, fmt.Errorf("commit mark: %w", err)
+	}
+	mark, err := os.OpenFile(markPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("commit mark: %w", err)
+	}
+	m := &commitMark{log: log, store: store, mark: mark}
+	m.update()
+	return m, nil
+}
+
+// txid is the store's newest valid transaction (see storeTxid).
+func (m *commitMark) txid() (uint64, bool) {
+	first, ok0 := readMeta(m.store, 0)
+	if !ok0 {
+		return 0, false
+	}
+	second, ok1 := readMeta(m.store, int64(first.pageSize))
+	if ok1 && second.txid > first.txid {
+		return second.txid, true
+	}
+	return first.txid, true
+}
+
+// update records the store's current transaction id.
+func (m *commitMark) update() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	txid, ok := m.txid()
+	if !ok || txid <= m.last {
+		return
+	}
+	// Fixed width, so each write replaces the whole record in place.
+	if _, err := m.mark.WriteAt(fmt.Appendf(nil, "%020d\n", txid), 0); err != nil {
+		if !m.failed {
+			m.failed = true
+			m.log.Warn("cannot record the last committed transaction; rollbacks of the store will go unnoticed", "file", m.mark.Name(), "err", err)
+		}
+		return
+	}
+	m.last = txid
+}
+
+// Close closes the mark's files.
+func (m *commitMark) Close() error {
+	m.store.Close()
+	return m.mark.Close()
 }
 
 // checkCommitMark compares the store as found on disk, before bbolt opens
@@ -146,24 +203,6 @@ func checkCommitMark(storePath, markPath string, log *slog.Logger) (warning stri
 	}
 	log.Error("STORE ROLLED BACK: "+warning, "store", storePath, "mark", markPath)
 	return warning, nil
-}
-
-// update records the store's current transaction id.
-func (m *commitMark) update() {
-	txid, _, err := storeTxid(m.storePath)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err != nil || txid <= m.last {
-		return
-	}
-	if werr := os.WriteFile(m.path, []byte(strconv.FormatUint(txid, 10)+"\n"), 0o600); werr != nil {
-		if !m.warned {
-			m.warned = true
-			m.log.Warn("cannot record the last committed transaction; rollbacks of the store will go unnoticed", "file", m.path, "err", werr)
-		}
-		return
-	}
-	m.last = txid
 }
 
 // markedStore is the store that updates the commit mark after every
