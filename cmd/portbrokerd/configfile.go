@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -74,8 +75,11 @@ func (f *configFile) check() error {
 	for k := range f.keys {
 		keys = append(keys, k)
 	}
-	// Report the first problem in the file, top to bottom.
-	slices.SortFunc(keys, func(a, b string) int { return f.keys[a].Line - f.keys[b].Line })
+	// Report the first problem in the file, top to bottom; on one line (a
+	// flow mapping) the outer key first, so a typo is named where it is.
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(f.keys[a].Line-f.keys[b].Line, f.keys[a].Column-f.keys[b].Column, strings.Count(a, ".")-strings.Count(b, "."), strings.Compare(a, b))
+	})
 	for _, k := range keys {
 		if strings.HasPrefix(k, "services.") && strings.Count(k, ".") == 1 {
 			if n := f.nodes[k]; n.Kind != yaml.MappingNode {
