@@ -29,6 +29,8 @@ const (
 type socketRow struct {
 	Protocol broker.Protocol
 	Local    netip.AddrPort
+	// Remote is the peer of a connected TCP socket; the zero value otherwise.
+	Remote netip.AddrPort
 	// State is the MIB_TCP_STATE of a TCP socket, 0 for UDP.
 	State uint32
 	// PID owns the socket. It is 0 when Windows does not tell, which Wine
@@ -45,6 +47,7 @@ func decodeTCPTable(b []byte, v6 bool) ([]socketRow, error) {
 			return socketRow{
 				Protocol: broker.TCP,
 				Local:    netip.AddrPortFrom(addr6(r[0:16], r[16:20]), port(r[20:24])),
+				Remote:   netip.AddrPortFrom(addr6(r[24:40], r[40:44]), port(r[44:48])),
 				State:    le32(r[48:52]),
 				PID:      le32(r[52:56]),
 			}
@@ -54,6 +57,7 @@ func decodeTCPTable(b []byte, v6 bool) ([]socketRow, error) {
 		return socketRow{
 			Protocol: broker.TCP,
 			Local:    netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[4:8])), port(r[8:12])),
+			Remote:   netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[12:16])), port(r[16:20])),
 			State:    le32(r[0:4]),
 			PID:      le32(r[20:24]),
 		}
@@ -126,4 +130,19 @@ func (r socketRow) holdsPort(port uint16, proto broker.Protocol) bool {
 		return proto.HasUDP()
 	}
 	return false
+}
+
+// connOwner returns the owner PID of the connected TCP socket whose ends
+// are local and remote. IPv4-mapped addresses match their IPv4 form, so a
+// dual-stack socket is found in either table.
+func connOwner(rows []socketRow, local, remote netip.AddrPort) (uint32, bool) {
+	same := func(a, b netip.AddrPort) bool {
+		return a.Port() == b.Port() && a.Addr().Unmap().WithZone("") == b.Addr().Unmap().WithZone("")
+	}
+	for _, r := range rows {
+		if r.Protocol == broker.TCP && r.State != tcpStateListen && same(r.Local, local) && same(r.Remote, remote) {
+			return r.PID, true
+		}
+	}
+	return 0, false
 }
