@@ -152,7 +152,7 @@ func TestReclaimCancelledNeverForcesEarly(t *testing.T) {
 						cancel()
 					}()
 				}
-				_, err := r.b.ReclaimPort(ctx, ReclaimRequest{Port: 8000, Kill: true, Grace: grace})
+				_, err := r.b.ReclaimPort(ctx, ReclaimRequest{Caller: stopAsker, Port: 8000, Kill: true, Grace: grace})
 				want := context.DeadlineExceeded
 				if leave == "cancel" {
 					want = context.Canceled
@@ -201,7 +201,7 @@ func TestAcquireReclaimCancelledNeverForcesEarly(t *testing.T) {
 			r.h.spawnChild(500, 0)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_, err = r.b.Acquire(ctx, AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 500, Reclaim: true})
+			_, err = r.b.Acquire(ctx, AcquireRequest{Caller: stopAsker, Name: "backend", Port: 8000, OwnerPID: 500, Reclaim: true})
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Acquire = %v, want the deadline", err)
 			}
@@ -218,7 +218,7 @@ func TestAcquireReclaimCancelledNeverForcesEarly(t *testing.T) {
 			if ev.Type != EventReclaimed || ev.Reason != ReasonLauncherExited || ev.Lease.ID != old.ID {
 				t.Errorf("event = %v/%v for %s, want the orphan's lease reclaimed", ev.Type, ev.Reason, ev.Lease.ID)
 			}
-			if l := r.acquire(AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 500, Reclaim: true}); l.Port != 8000 {
+			if l := r.acquire(AcquireRequest{Caller: stopAsker, Name: "backend", Port: 8000, OwnerPID: 500, Reclaim: true}); l.Port != 8000 {
 				t.Errorf("after the stop, got port %d, want 8000", l.Port)
 			}
 		})
@@ -237,7 +237,7 @@ func TestAcquireReclaimCancelledNeverForcesEarly(t *testing.T) {
 				time.Sleep(time.Second)
 				cancel()
 			}()
-			_, err := r.b.Acquire(ctx, AcquireRequest{Name: "backend", Port: 8000, OwnerPID: 103, Reclaim: true})
+			_, err := r.b.Acquire(ctx, AcquireRequest{Caller: stopAsker, Name: "backend", Port: 8000, OwnerPID: 103, Reclaim: true})
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("Acquire = %v, want canceled", err)
 			}
@@ -327,7 +327,7 @@ func TestReclaimInterruptedByClose(t *testing.T) {
 			time.Sleep(time.Second)
 			r.b.Close()
 		}()
-		_, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Port: 8000, Kill: true, Grace: 5 * time.Second})
+		_, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Caller: stopAsker, Port: 8000, Kill: true, Grace: 5 * time.Second})
 		if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "unfinished") {
 			t.Fatalf("ReclaimPort = %v, want unfinished/closed", err)
 		}
@@ -342,7 +342,7 @@ func TestReclaimInterruptedByClose(t *testing.T) {
 func TestReclaimGraceLimit(t *testing.T) {
 	r := newStopRig(t, Config{})
 	for _, g := range []time.Duration{-time.Second, MaxCallGrace + time.Nanosecond, time.Duration(1<<63 - 1)} {
-		_, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Port: 8000, Kill: true, Grace: g})
+		_, err := r.b.ReclaimPort(context.Background(), ReclaimRequest{Caller: stopAsker, Port: 8000, Kill: true, Grace: g})
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != "grace" || !strings.Contains(fe.Rule, fmt.Sprint(MaxCallGrace)) {
 			t.Errorf("grace %v: err = %v, want a field error on grace naming %v", g, err, MaxCallGrace)
@@ -352,3 +352,7 @@ func TestReclaimGraceLimit(t *testing.T) {
 		t.Errorf("refused reclaims signalled: %v", r.killer.signals())
 	}
 }
+
+// stopAsker is a caller the transport named (a PID outside every stopped
+// tree), as a kill request needs.
+var stopAsker = Caller{PID: 50}
