@@ -41,6 +41,9 @@ type Limits struct {
 	Leases        int
 	LeasesPerUser int
 	Watchers      int
+	// UserShare caps one user's leases on a shared daemon (a socket
+	// group); 0 means half the pool, so no user can take every port.
+	UserShare int
 }
 
 // DefaultLimits are generous: far above any dev stack, well below what

@@ -5,11 +5,9 @@ import "fmt"
 // SharedPolicy is how a daemon shared by several users (a socket group)
 // keeps them from crowding each other out.
 type SharedPolicy struct {
-	// Enabled turns the rules below on; a per-user daemon has one user.
+	// Enabled turns the rules on (Limits.UserShare among them); a
+	// per-user daemon has one user.
 	Enabled bool
-	// UserShare is how many leases one user may hold; 0 means half the
-	// pool (at least one), so no user can take every port.
-	UserShare int
 }
 
 // userLimit is how many leases one user may hold: Limits.LeasesPerUser,
@@ -19,7 +17,7 @@ func (b *Broker) userLimit() (limit int, rule string) {
 	if !b.cfg.Shared.Enabled {
 		return limit, rule
 	}
-	share := b.cfg.Shared.UserShare
+	share := b.cfg.Limits.UserShare
 	shareRule := "the per-user share of the shared pool (limits.user_share)"
 	if share <= 0 {
 		share = max(1, b.pool.size/2)

@@ -188,6 +188,7 @@ func loadConfig(cmd *cobra.Command, v *viper.Viper, stderr io.Writer) (daemon.Co
 			Leases:        v.GetInt("limits.leases"),
 			LeasesPerUser: v.GetInt("limits.leases_per_user"),
 			Watchers:      v.GetInt("limits.watchers"),
+			UserShare:     v.GetInt("limits.user_share"),
 		},
 		Recover:     v.GetBool("recover"),
 		SocketGroup: v.GetString("socket_group"),

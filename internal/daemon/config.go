@@ -75,7 +75,7 @@ var Keys = []string{"addr", "state_dir", "socket_group", "range", "exclude", "se
 // nested lists the fields of the sections that have fixed fields.
 var nested = map[string][]string{
 	"reclaim": {"orphans", "grace", "poll_interval"},
-	"limits":  {"leases", "leases_per_user", "watchers"},
+	"limits":  {"leases", "leases_per_user", "watchers", "user_share"},
 }
 
 // CheckKeys rejects keys that are not settings. keys are as viper reports
@@ -231,7 +231,7 @@ func (s Settings) Resolve() (Config, error) {
 	for _, l := range []struct {
 		name string
 		n    int
-	}{{"limits.leases", s.Limits.Leases}, {"limits.leases_per_user", s.Limits.LeasesPerUser}, {"limits.watchers", s.Limits.Watchers}} {
+	}{{"limits.leases", s.Limits.Leases}, {"limits.leases_per_user", s.Limits.LeasesPerUser}, {"limits.watchers", s.Limits.Watchers}, {"limits.user_share", s.Limits.UserShare}} {
 		if l.n < 0 || l.n > 1<<20 {
 			return Config{}, fmt.Errorf("%s: must be from 0 (the default) to %d, got %d", l.name, 1<<20, l.n)
 		}

@@ -48,6 +48,7 @@ func TestResolve(t *testing.T) {
 		{name: "zero grace", in: Settings{Reclaim: ReclaimSettings{Grace: "0s"}}, wantErr: "reclaim.grace: \"0s\": must be more than 0"},
 		{name: "orphans", in: Settings{Reclaim: ReclaimSettings{Orphans: "maim"}}, wantErr: "reclaim.orphans"},
 		{name: "limits", in: Settings{Limits: broker.Limits{Watchers: -1}}, wantErr: "limits.watchers"},
+		{name: "user share", in: Settings{Limits: broker.Limits{UserShare: -1}}, wantErr: "limits.user_share"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
