@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // alive reports whether p still runs: the same PID with the same start time.
@@ -119,6 +120,8 @@ func (b *Broker) followService(ctx context.Context, e *entry) bool {
 		b.log.Warn("cannot watch the new owner; polling it", leaseAttrs(l, "err", err.Error())...)
 		e.polled = true
 	}
+	// Watchers see the new owner as they see a transfer.
+	b.publish(Event{Type: EventTransferred, Lease: l, Time: time.Now()})
 	b.settleLocked(e, false)
 	b.mu.Unlock()
 	b.log.Info("owner exited; the lease follows the process holding its port", leaseAttrs(l, "old_owner_pid", old.PID)...)

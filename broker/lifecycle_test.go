@@ -469,9 +469,22 @@ func TestLeaseFollowsDaemonizedService(t *testing.T) {
 		h.mu.Lock()
 		h.holds[l.Port] = []int{350, 402}
 		h.mu.Unlock()
+		sub, err := r.b.Watch("", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
 
 		r.watcher.exit(owner)
 		synctest.Wait()
+		select {
+		case ev := <-sub.Events():
+			if ev.Type != EventTransferred || ev.Lease.ID != l.ID || !ev.Lease.Owner.Same(daemon) {
+				t.Errorf("event %v of %s owned by %v; want transferred to the daemon %v", ev.Type, ev.Lease.ID, ev.Lease.Owner, daemon)
+			}
+		default:
+			t.Error("no event when the lease moved to the daemonized service")
+		}
 		got, err := r.b.Get(l.ID)
 		if err != nil {
 			t.Fatalf("lease of a daemonized service reclaimed: %v", err)
