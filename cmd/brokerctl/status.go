@@ -52,6 +52,9 @@ func (c *cli) printStatus(addr string, s *brokerpb.GetStatusResponse) error {
 		config = "none"
 	}
 	row("config", "%s", config)
+	for _, w := range s.GetWarnings() {
+		row("WARNING", "%s", printable(w))
+	}
 	services := make([]string, 0, len(s.GetServices()))
 	for _, svc := range s.GetServices() {
 		services = append(services, fmt.Sprintf("%s %d/%s", svc.GetName(), svc.GetPort(), protocolName(svc.GetProtocol())))

@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 		watcher.Close()
 		return nil, err
 	}
-	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started, ConfigFile: cfg.ConfigFile, Services: cfg.Services}, callerOf)
+	d.srv = rpcserver.New(d.broker, rpcserver.Info{Version: cfg.Version, StatePath: d.store.Path(), StartedAt: started, ConfigFile: cfg.ConfigFile, Services: cfg.Services, Warnings: d.warnings}, callerOf)
 	d.srv.SetPIDTranslator(func(ctx context.Context, pid int) (int, error) {
 		id, _ := ipc.IdentityFrom(ctx)
 		return ipc.TranslatePID(id, pid)

@@ -306,6 +306,18 @@ func TestStoreRollbackWarns(t *testing.T) {
 			if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), tt.want) {
 				t.Errorf("log does not say %q at error level:\n%s", tt.want, logged.String())
 			}
+			// status shows it to whoever asks, not only to the log.
+			ctx, cancel := context.WithCancel(ctxT(t))
+			done := make(chan error, 1)
+			go func() { done <- d.Serve(ctx, nil) }()
+			defer func() { cancel(); <-done }()
+			st, err := brokerpb.NewBrokerServiceClient(dial(t, d.Addr())).GetStatus(ctxT(t), &brokerpb.GetStatusRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.GetWarnings(); len(got) != 1 || got[0] != warnings[0] {
+				t.Errorf("status warnings = %q; want %q", got, warnings)
+			}
 		})
 	}
 }

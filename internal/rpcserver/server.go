@@ -32,6 +32,8 @@ type Info struct {
 	// the preferred ports it gives.
 	ConfigFile string
 	Services   map[string]broker.Service
+	// Warnings are what the daemon found wrong when it started.
+	Warnings []string
 }
 
 // CallerFunc tells who made a call. The transport decides; the broker only
@@ -232,6 +234,7 @@ func (s *Server) GetStatus(context.Context, *brokerpb.GetStatusRequest) (*broker
 		StatePath:         s.info.StatePath,
 		Pid:               int32(os.Getpid()),
 		ConfigFile:        s.info.ConfigFile,
+		Warnings:          s.info.Warnings,
 		Services:          servicesToPB(s.info.Services),
 	}, nil
 }

@@ -1871,7 +1871,11 @@ type GetStatusResponse struct {
 	// The config file the daemon read; empty when it read none.
 	ConfigFile string `protobuf:"bytes,20,opt,name=config_file,json=configFile,proto3" json:"config_file,omitempty"`
 	// The services the config file gives preferred ports, by name.
-	Services      []*ConfiguredService `protobuf:"bytes,21,rep,name=services,proto3" json:"services,omitempty"`
+	Services []*ConfiguredService `protobuf:"bytes,21,rep,name=services,proto3" json:"services,omitempty"`
+	// What the daemon found wrong when it started, one sentence each: a
+	// store that opened older than the daemon last saw it, or empty where
+	// it held leases.
+	Warnings      []string `protobuf:"bytes,22,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2007,6 +2011,13 @@ func (x *GetStatusResponse) GetConfigFile() string {
 func (x *GetStatusResponse) GetServices() []*ConfiguredService {
 	if x != nil {
 		return x.Services
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -2561,7 +2572,7 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\astopped\x18\x02 \x03(\v2\x1d.portbroker.v1.StoppedProcessR\astopped\x12\x12\n" +
 	"\x04free\x18\x03 \x01(\bR\x04free\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x12\n" +
-	"\x10GetStatusRequest\"\x95\x06\n" +
+	"\x10GetStatusRequest\"\xb1\x06\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x12,\n" +
@@ -2582,7 +2593,8 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\x03pid\x18\r \x01(\x05R\x03pid\x12\x1f\n" +
 	"\vconfig_file\x18\x14 \x01(\tR\n" +
 	"configFile\x12<\n" +
-	"\bservices\x18\x15 \x03(\v2 .portbroker.v1.ConfiguredServiceR\bservices\x1aD\n" +
+	"\bservices\x18\x15 \x03(\v2 .portbroker.v1.ConfiguredServiceR\bservices\x12\x1a\n" +
+	"\bwarnings\x18\x16 \x03(\tR\bwarnings\x1aD\n" +
 	"\x16LeasesByNamespaceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"p\n" +
