@@ -20,13 +20,17 @@ type AcquireRequest struct {
 	Name      string
 	Namespace string
 	// Port is the preferred port; 0 means any.
-	Port        int
-	Protocol    Protocol
-	OwnerPID    int
-	LauncherPID int
-	TTL         time.Duration
-	Strict      bool
-	Reclaim     bool
+	Port     int
+	Protocol Protocol
+	OwnerPID int
+	// OwnerCallerParent makes the caller's parent the owner, as the
+	// transport names the caller: a client need not send a PID it cannot
+	// vouch for (brokerctl's default owner, your shell). OwnerPID must be 0.
+	OwnerCallerParent bool
+	LauncherPID       int
+	TTL               time.Duration
+	Strict            bool
+	Reclaim           bool
 }
 
 // AcquireResult is a granted lease.
@@ -115,6 +119,11 @@ func (b *Broker) checkAcquire(req AcquireRequest) (acquireArgs, error) {
 		return a, err
 	}
 	ownerPID := req.OwnerPID
+	if req.OwnerCallerParent {
+		if ownerPID, err = b.callerParent(req); err != nil {
+			return a, err
+		}
+	}
 	if ownerPID == 0 {
 		if req.Caller.PID == 0 {
 			return a, fieldErr("owner_pid", "required when the caller's PID is unknown (TCP transport)")
@@ -339,4 +348,26 @@ func newID() string {
 	var buf [8]byte
 	_, _ = rand.Read(buf[:]) // crypto/rand.Read never fails.
 	return hex.EncodeToString(buf[:])
+}
+
+// callerParent is the PID of the caller's parent, read from the host by
+// the PID the transport gave for the caller.
+func (b *Broker) callerParent(req AcquireRequest) (int, error) {
+	const field = "owner_caller_parent"
+	switch {
+	case req.OwnerPID != 0:
+		return 0, fieldErr(field, "cannot be combined with owner_pid %d", req.OwnerPID)
+	case req.Caller.PID == 0:
+		return 0, fieldErr(field, "the transport could not name the caller, so neither can its parent; pass owner_pid")
+	case b.inspect == nil:
+		return 0, fmt.Errorf("%s: %w", field, ErrUnsupported)
+	}
+	info, err := b.inspect.Inspect(req.Caller.PID)
+	if err != nil {
+		return 0, fieldErr(field, "the caller, pid %d, could not be looked up: %v", req.Caller.PID, err)
+	}
+	if info.PPID <= 1 {
+		return 0, fieldErr(field, "the caller, pid %d, has no parent but init; pass owner_pid", req.Caller.PID)
+	}
+	return info.PPID, nil
 }

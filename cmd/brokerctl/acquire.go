@@ -60,20 +60,20 @@ the shell that ran brokerctl, and ends when that process exits.`,
 		case strict && port == 0:
 			return usageErrorf("--strict needs --port")
 		}
-		if !cmd.Flags().Changed("pid") {
-			if pid = os.Getppid(); pid <= 0 {
-				return errors.New("cannot tell which process ran brokerctl to make it the owner; pass --pid")
-			}
-		}
+		// By default the owner is brokerctl's parent (your shell), which
+		// the daemon finds from the caller the transport names: a PID sent
+		// from here could be another PID namespace's.
+		byParent := !cmd.Flags().Changed("pid")
 		req := &brokerpb.AcquireLeaseRequest{
-			Name:        args[0],
-			Namespace:   namespace,
-			Port:        uint32(port),
-			Protocol:    brokerpb.Protocol_PROTOCOL_TCP,
-			OwnerPid:    int32(pid),
-			LauncherPid: int32(launcherPID),
-			Strict:      strict,
-			Reclaim:     reclaim,
+			Name:              args[0],
+			Namespace:         namespace,
+			Port:              uint32(port),
+			Protocol:          brokerpb.Protocol_PROTOCOL_TCP,
+			OwnerPid:          int32(pid),
+			OwnerCallerParent: byParent,
+			LauncherPid:       int32(launcherPID),
+			Strict:            strict,
+			Reclaim:           reclaim,
 		}
 		switch {
 		case udp:
@@ -86,6 +86,16 @@ the shell that ran brokerctl, and ends when that process exits.`,
 		}
 		return c.call(cmd.Context(), func(ctx context.Context, cl *client.Client) error {
 			resp, err := cl.RPC().AcquireLease(ctx, req)
+			var bad *client.InvalidArgumentError
+			if byParent && errors.As(err, &bad) && bad.Field == "owner_caller_parent" {
+				// The transport could not name brokerctl (loopback TCP on
+				// macOS): say who the parent is here.
+				if req.OwnerPid = int32(os.Getppid()); req.OwnerPid <= 1 {
+					return errors.New("cannot tell which process ran brokerctl to make it the owner; pass --pid")
+				}
+				req.OwnerCallerParent = false
+				resp, err = cl.RPC().AcquireLease(ctx, req)
+			}
 			var held *client.PortHeldError
 			if errors.As(err, &held) && held.HolderPID == 0 {
 				// The daemon knew only that the port does not bind; the

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/portbroker/portbroker/client/clienttest"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portbroker/portbroker/client/clienttest"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -182,7 +183,7 @@ func TestAcquire(t *testing.T) {
 			name: "defaults",
 			args: []string{"web"},
 			want: &brokerpb.AcquireLeaseRequest{
-				Name: "web", Namespace: "default", Protocol: brokerpb.Protocol_PROTOCOL_TCP, OwnerPid: int32(os.Getppid()),
+				Name: "web", Namespace: "default", Protocol: brokerpb.Protocol_PROTOCOL_TCP, OwnerCallerParent: true,
 			},
 		},
 		{
@@ -202,9 +203,6 @@ func TestAcquire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.want.OwnerPid <= 0 {
-				t.Skip("this process has no parent to default --pid to (Wine reports none)")
-			}
 			reqs := make(chan *brokerpb.AcquireLeaseRequest, 1)
 			addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
 				reqs <- req
@@ -495,5 +493,31 @@ func TestLeasesWatchInterrupted(t *testing.T) {
 	interrupt()
 	if code := <-exit; code != 0 || stderr.Len() != 0 {
 		t.Errorf("interrupted watch: exit %d, stderr %q; want 0 and nothing", code, stderr.String())
+	}
+}
+
+// A daemon that cannot name brokerctl (loopback TCP on macOS) refuses
+// owner_caller_parent; brokerctl then names its parent itself.
+func TestAcquireOwnerParentFallback(t *testing.T) {
+	if os.Getppid() <= 1 {
+		t.Skip("this process has no parent to name (Wine reports none)")
+	}
+	reqs := make(chan *brokerpb.AcquireLeaseRequest, 2)
+	addr := clienttest.Serve(t, &clienttest.FakeBroker{Acquire: func(req *brokerpb.AcquireLeaseRequest) (*brokerpb.AcquireLeaseResponse, error) {
+		reqs <- req
+		if req.GetOwnerCallerParent() {
+			return nil, status.Error(codes.InvalidArgument, "owner_caller_parent: the transport could not name the caller, so neither can its parent; pass owner_pid")
+		}
+		return &brokerpb.AcquireLeaseResponse{Lease: &brokerpb.Lease{Id: "l-1", Port: 8001}}, nil
+	}})
+	r := brokerctl(t, "--addr", addr, "acquire", "web")
+	if r.code != 0 || r.stdout != "8001\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the port", r.code, r.stdout, r.stderr)
+	}
+	if first := <-reqs; !first.GetOwnerCallerParent() || first.GetOwnerPid() != 0 {
+		t.Errorf("first request %v; want owner_caller_parent alone", first)
+	}
+	if second := <-reqs; second.GetOwnerCallerParent() || second.GetOwnerPid() != int32(os.Getppid()) {
+		t.Errorf("second request %v; want owner_pid %d (brokerctl's parent)", second, os.Getppid())
 	}
 }

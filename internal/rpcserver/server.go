@@ -106,16 +106,17 @@ func (s *Server) AcquireLease(ctx context.Context, req *brokerpb.AcquireLeaseReq
 		return nil, toStatus(err)
 	}
 	res, err := s.b.Acquire(ctx, broker.AcquireRequest{
-		Caller:      s.caller(ctx),
-		Name:        req.GetName(),
-		Namespace:   req.GetNamespace(),
-		Port:        int(req.GetPort()),
-		Protocol:    protocolFromPB(req.GetProtocol()),
-		OwnerPID:    owner,
-		LauncherPID: launcher,
-		TTL:         durationFromPB(req.GetTtl()),
-		Strict:      req.GetStrict(),
-		Reclaim:     req.GetReclaim(),
+		Caller:            s.caller(ctx),
+		Name:              req.GetName(),
+		Namespace:         req.GetNamespace(),
+		Port:              int(req.GetPort()),
+		Protocol:          protocolFromPB(req.GetProtocol()),
+		OwnerPID:          owner,
+		OwnerCallerParent: req.GetOwnerCallerParent(),
+		LauncherPID:       launcher,
+		TTL:               durationFromPB(req.GetTtl()),
+		Strict:            req.GetStrict(),
+		Reclaim:           req.GetReclaim(),
 	})
 	if err != nil {
 		return nil, toStatus(err)

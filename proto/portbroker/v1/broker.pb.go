@@ -538,9 +538,13 @@ type AcquireLeaseRequest struct {
 	Strict bool `protobuf:"varint,8,opt,name=strict,proto3" json:"strict,omitempty"`
 	// Stop an orphan of an earlier lease of the same name that still holds
 	// the preferred port.
-	Reclaim       bool `protobuf:"varint,9,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reclaim bool `protobuf:"varint,9,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
+	// The owner is the caller's parent process, which the daemon finds from
+	// the caller the transport names (so a client in a PID namespace need
+	// not send a PID). owner_pid must be 0. brokerctl's default owner.
+	OwnerCallerParent bool `protobuf:"varint,10,opt,name=owner_caller_parent,json=ownerCallerParent,proto3" json:"owner_caller_parent,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AcquireLeaseRequest) Reset() {
@@ -632,6 +636,13 @@ func (x *AcquireLeaseRequest) GetStrict() bool {
 func (x *AcquireLeaseRequest) GetReclaim() bool {
 	if x != nil {
 		return x.Reclaim
+	}
+	return false
+}
+
+func (x *AcquireLeaseRequest) GetOwnerCallerParent() bool {
+	if x != nil {
+		return x.OwnerCallerParent
 	}
 	return false
 }
@@ -2474,7 +2485,7 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"expires_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12+\n" +
 	"\x03ttl\x18\r \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x1d\n" +
 	"\n" +
-	"owner_user\x18\x0e \x01(\tR\townerUser\"\xaf\x02\n" +
+	"owner_user\x18\x0e \x01(\tR\townerUser\"\xdf\x02\n" +
 	"\x13AcquireLeaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -2484,7 +2495,9 @@ const file_portbroker_v1_broker_proto_rawDesc = "" +
 	"\flauncher_pid\x18\x06 \x01(\x05R\vlauncherPid\x12+\n" +
 	"\x03ttl\x18\a \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
 	"\x06strict\x18\b \x01(\bR\x06strict\x12\x18\n" +
-	"\areclaim\x18\t \x01(\bR\areclaim\"\x87\x01\n" +
+	"\areclaim\x18\t \x01(\bR\areclaim\x12.\n" +
+	"\x13owner_caller_parent\x18\n" +
+	" \x01(\bR\x11ownerCallerParent\"\x87\x01\n" +
 	"\x14AcquireLeaseResponse\x12*\n" +
 	"\x05lease\x18\x01 \x01(\v2\x14.portbroker.v1.LeaseR\x05lease\x12\x1a\n" +
 	"\bexisting\x18\x02 \x01(\bR\bexisting\x12'\n" +
