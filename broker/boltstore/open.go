@@ -140,23 +140,8 @@ func verify(path string, timeout time.Duration) (*verified, error) {
 		return nil, nil
 	}
 
-	// bbolt leaves its file open if it panics; keep hold of it to close.
-	var f *os.File
-	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
-		var err error
-		f, err = os.OpenFile(name, flag, perm)
-		return f, err
-	}
-	var db *bolt.DB
-	err = guard(func() error {
-		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: openFile})
-		return err
-	})
+	db, f, err := openReadOnly(path, timeout)
 	if err != nil {
-		if pe := (*panicError)(nil); errors.As(err, &pe) && f != nil {
-			f.Close()
-		}
 		return nil, classify(path, err)
 	}
 	defer db.Close()
@@ -278,4 +263,28 @@ func MoveAside(path string) (string, error) {
 		return "", fmt.Errorf("move state file aside: %w", err)
 	}
 	return aside, nil
+}
+
+// openReadOnly opens the file at path read-only, turning a panic of bbolt's
+// on a damaged file into an error. f is the file bbolt opened, for a
+// caller that must close it after a Close that panicked: bbolt leaves its
+// file open when it panics.
+func openReadOnly(path string, timeout time.Duration) (db *bolt.DB, f *os.File, err error) {
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		var err error
+		f, err = os.OpenFile(name, flag, perm)
+		return f, err
+	}
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: openFile})
+		return err
+	})
+	if err != nil {
+		if pe := (*panicError)(nil); errors.As(err, &pe) && f != nil {
+			f.Close()
+		}
+		return nil, nil, err
+	}
+	return db, f, nil
 }

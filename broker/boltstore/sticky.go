@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,20 +130,11 @@ func (r *recency) trim(b *bolt.Bucket) error {
 // never fails; a file too damaged to open yields nothing.
 func salvageLastPorts(path string) map[broker.NameKey]lastPort {
 	got := make(map[broker.NameKey]lastPort)
-	// bbolt leaves its file open if it panics; keep hold of it to close.
-	var f *os.File
-	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
-		var err error
-		f, err = os.OpenFile(name, flag, perm)
-		return f, err
+	db, f, err := openReadOnly(path, DefaultLockTimeout)
+	if err != nil {
+		return got
 	}
-	var db *bolt.DB
 	_ = guard(func() error {
-		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout, OpenFile: openFile})
-		if err != nil {
-			return err
-		}
 		return db.View(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketLastPorts)
 			if b == nil {
@@ -160,10 +150,8 @@ func salvageLastPorts(path string) map[broker.NameKey]lastPort {
 			})
 		})
 	})
-	if db == nil || guard(db.Close) != nil {
-		if f != nil {
-			f.Close()
-		}
+	if guard(db.Close) != nil && f != nil {
+		f.Close()
 	}
 	return got
 }

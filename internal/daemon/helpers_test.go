@@ -54,7 +54,13 @@ type daemonRun struct {
 // startDaemon runs a daemon in this process on the platform's host.
 func startDaemon(t *testing.T, cfg Config) *daemonRun {
 	t.Helper()
-	d, err := New(context.Background(), cfg, testHost(), nil)
+	return startDaemonOn(t, cfg, testHost())
+}
+
+// startDaemonOn runs a daemon in this process on host.
+func startDaemonOn(t *testing.T, cfg Config, host Host) *daemonRun {
+	t.Helper()
+	d, err := New(context.Background(), cfg, host, nil)
 	if err != nil {
 		t.Fatalf("daemon did not start: %v", err)
 	}

@@ -23,25 +23,7 @@ func (h bootHost) BootID() (string, error) { return h.id, nil }
 
 func startDaemonIn(t *testing.T, cfg Config, boot string) *daemonRun {
 	t.Helper()
-	d, err := New(context.Background(), cfg, bootHost{testHost(), boot}, nil)
-	if err != nil {
-		t.Fatalf("daemon did not start in boot %s: %v", boot, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Serve(ctx, nil) }()
-	var stopped bool
-	var stopErr error
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			stopErr = <-done
-		}
-		return stopErr
-	}
-	t.Cleanup(func() { stop() })
-	return &daemonRun{addr: d.Addr(), d: d, stop: stop}
+	return startDaemonOn(t, cfg, bootHost{testHost(), boot})
 }
 
 // A simulated reboot (a new boot id) voids every lease, even one whose
