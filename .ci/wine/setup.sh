@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the headless Wine prefix $WINEPREFIX with the Wine 10 of the chroot
-# $PORTBROKER_WINE_ROOT, and the go build overlay the Windows test builds use;
-# prints the prefix on stdout (everything else goes to stderr). gotest runs
+# $PORTBROKER_WINE_ROOT; prints the prefix on stdout (everything else goes to stderr). gotest runs
 # it inside its mount namespace; running it again keeps an initialised prefix.
 set -euo pipefail
 
@@ -36,7 +35,4 @@ fi
 [[ -d $WINEPREFIX/drive_c/windows/system32 ]] ||
 	die "$WINEPREFIX is not a 64-bit Wine prefix; remove it and run again"
 
-overlay=$WINEPREFIX/go-overlay
-mkdir -p "$overlay"
-printf '{"Replace":{}}\n' >"$overlay/overlay.json"
 printf '%s\n' "$WINEPREFIX"
