@@ -151,6 +151,8 @@ func TestListenPipeSecurity(t *testing.T) {
 			sidSystem: fileAllAccess,
 			sidAdmins: fileAllAccess,
 			"S-1-5-4": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // INTERACTIVE
+			"S-1-5-2": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // NETWORK (SSH)
+			"S-1-5-3": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // BATCH
 		}},
 	}
 	for _, tt := range tests {
@@ -217,8 +219,37 @@ func TestListenServiceAddr(t *testing.T) {
 	if owner, _, err := sd.Owner(); err != nil || owner.String() != sidAdmins {
 		t.Errorf("owner of %s = %v, %v; want Administrators", sd, owner, err)
 	}
-	if got := allowed(t, sd)["S-1-5-4"]; got != windows.FILE_GENERIC_READ|windows.FILE_WRITE_DATA {
-		t.Errorf("interactive users get %#x on %s; want read and write data", got, sd)
+	for _, sid := range []string{"S-1-5-4", "S-1-5-2", "S-1-5-3"} {
+		if got := allowed(t, sd)[sid]; got != windows.FILE_GENERIC_READ|windows.FILE_WRITE_DATA {
+			t.Errorf("%s gets %#x on %s; want read and write data", sid, got, sd)
+		}
+	}
+}
+
+// The service pipe's descriptor, as Windows parses it: interactive, network
+// (SSH) and batch logons may read and write data, and nothing more; only
+// SYSTEM and Administrators get all. Unlike TestListenServiceAddr, this
+// needs no elevation, so it runs under Wine too.
+func TestServicePipeGrants(t *testing.T) {
+	sd, err := windows.SecurityDescriptorFromString(pipeSDDL(servicePipe, "S-1-5-21-1-2-3-1001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const data = windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA
+	want := map[string]uint32{
+		sidSystem: fileAllAccess,
+		sidAdmins: fileAllAccess,
+		"S-1-5-4": data, // INTERACTIVE
+		"S-1-5-2": data, // NETWORK: SSH and WinRM sessions
+		"S-1-5-3": data, // BATCH: scheduled tasks
+	}
+	if diff := cmp.Diff(want, allowed(t, sd)); diff != "" {
+		t.Errorf("allow entries of %s (-want +got):\n%s", sd, diff)
+	}
+	for sid, mask := range allowed(t, sd) {
+		if sid != sidSystem && sid != sidAdmins && mask&windows.FILE_APPEND_DATA != 0 {
+			t.Errorf("%s may create pipe instances (FILE_APPEND_DATA) on the service pipe", sid)
+		}
 	}
 }
 
