@@ -3,10 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,70 +12,6 @@ import (
 	xwin "golang.org/x/sys/windows"
 )
 
-// squatEnv makes the test binary a squatter: it listens on loopback TCP,
-// prints "pid=" and "port=", then "ready", and holds the port until its
-// stdin ends or it is stopped.
-const squatEnv = "BROKERCTL_TEST_WINDOWS_SQUAT"
-
-func init() {
-	if os.Getenv(cliEnv) == "1" || os.Getenv(squatEnv) != "1" {
-		return
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "squatter:", err)
-		os.Exit(2)
-	}
-	fmt.Printf("pid=%d\nport=%d\nready\n", os.Getpid(), ln.Addr().(*net.TCPAddr).Port)
-	io.Copy(io.Discard, os.Stdin)
-	ln.Close()
-	os.Exit(0)
-}
-
-// squatter starts a squatter process and returns it, its pid and its port.
-// It stops it when the test ends, in case the test did not.
-func squatter(t *testing.T) (cmd *exec.Cmd, pid, port int) {
-	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), squatEnv+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	got := report(t, bufio.NewReader(stdout))
-	pid, err = strconv.Atoi(got["pid"])
-	if err != nil || pid != cmd.Process.Pid {
-		t.Fatalf("squatter said pid=%q; its pid is %d", got["pid"], cmd.Process.Pid)
-	}
-	port, err = strconv.Atoi(got["port"])
-	if err != nil || port <= 0 {
-		t.Fatalf("squatter said port=%q", got["port"])
-	}
-	return cmd, pid, port
-}
-
-// canBind reports whether this process can listen on 127.0.0.1:port.
-func canBind(port int) bool {
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
-
 // The scenario portbroker exists for, on Windows: a leftover process holds
 // a port. who names it and explains the bind error, acquire and run fall
 // back to another port, doctor says the port is not usable, and reclaim
@@ -86,7 +19,7 @@ func canBind(port int) bool {
 // GetExtendedTcpTable's owner PIDs, which Wine 10 reports.
 func TestSeedScenario(t *testing.T) {
 	addr, c := realDaemon(t)
-	cmd, pid, port := squatter(t)
+	cmd, pid, port := squatter(t, "console")
 	portStr := strconv.Itoa(port)
 	exe := strings.ToLower(filepath.Base(os.Args[0]))
 
@@ -193,5 +126,35 @@ func TestSeedScenario(t *testing.T) {
 	r = brokerctl(t, "--addr", addr, "doctor", portStr)
 	if r.code != 0 || !strings.Contains(r.stdout, "=> ok: port "+portStr+" is free") {
 		t.Errorf("doctor %d after reclaim: exit %d, stdout:\n%s\nstderr %q", port, r.code, r.stdout, r.stderr)
+	}
+}
+
+// A squatter with a window is stopped gracefully: reclaim --kill closes
+// its window (WM_CLOSE), it exits by itself with code 0 before the force
+// that would end it with code 1, and the port is free.
+func TestSeedScenarioGraceful(t *testing.T) {
+	addr, _ := realDaemon(t)
+	cmd, pid, port := squatter(t, "window")
+	portStr := strconv.Itoa(port)
+	r := brokerctl(t, "--addr", addr, "who", portStr)
+	if r.code != 0 || !strings.Contains(r.stdout, "holder:    pid "+strconv.Itoa(pid)+" (") {
+		t.Fatalf("who %d: exit %d, want pid %d named; stdout:\n%s\nstderr %q", port, r.code, pid, r.stdout, r.stderr)
+	}
+	// Under Wine the first window also starts Wine's desktop process,
+	// explorer.exe, as the squatter's child: it has no window of its own to
+	// close, so it is stopped by force when the grace ends, as any such
+	// descendant would be. The grace only bounds that wait.
+	r = brokerctl(t, "--addr", addr, "reclaim", portStr, "--kill", "--grace", "15s")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("pid %d (", pid)) ||
+		!strings.Contains(r.stdout, fmt.Sprintf("pid %d (%s) stopped gracefully\n", pid, filepath.Base(os.Args[0]))) ||
+		!strings.HasSuffix(r.stdout, "port "+portStr+" is free\n") {
+		t.Errorf("reclaim --kill: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("squatter exit code %d; want 0, its own after WM_CLOSE", code)
+	}
+	if !canBind(port) {
+		t.Errorf("port %d cannot be bound after reclaim --kill", port)
 	}
 }
