@@ -25,6 +25,11 @@ func (h windowsHost) CloseFirewall(port uint16, proto broker.Protocol) ([]rpcser
 	return rules(removed), err
 }
 
+func (h windowsHost) CloseFirewallRule(name string) (rpcserver.FirewallRule, bool, error) {
+	r, found, err := h.Host.CloseFirewallRule(name)
+	return rpcserver.FirewallRule(r), found, err
+}
+
 func (h windowsHost) ListFirewallRules() ([]rpcserver.FirewallRule, error) {
 	all, err := h.Host.ListFirewallRules()
 	return rules(all), err

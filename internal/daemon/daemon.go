@@ -267,19 +267,11 @@ func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
 		<-refreshed
 	}()
 	if d.fw != nil {
-		sub, err := d.broker.Watch("", false)
+		stopRules, err := d.startRuleCleanup(ctx)
 		if err != nil {
-			return fmt.Errorf("watch leases for firewall rules: %w", err)
+			return err
 		}
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			d.closeRulesOfEndedLeases(sub)
-		}()
-		defer func() {
-			sub.Close()
-			<-closed
-		}()
+		defer stopRules()
 	}
 	if ready != nil {
 		ready(d.cfg.Addr)
@@ -306,34 +298,6 @@ func (d *Daemon) Serve(ctx context.Context, ready func(addr string)) error {
 	<-serveErr
 	d.log.Info("portbrokerd stopped")
 	return nil
-}
-
-// closeRulesOfEndedLeases removes the firewall rules opened for a lease
-// once the lease ends, so a port nobody leases is not left open.
-func (d *Daemon) closeRulesOfEndedLeases(sub *broker.Subscription) {
-	for ev := range sub.Events() {
-		if !ev.Type.Ended() {
-			continue
-		}
-		rules, err := d.fw.ListFirewallRules()
-		if err != nil {
-			d.log.Warn("list firewall rules", "err", err)
-			continue
-		}
-		for _, r := range rules {
-			if r.LeaseID != ev.Lease.ID {
-				continue
-			}
-			if _, err := d.fw.CloseFirewall(r.Port, r.Protocol); err != nil {
-				d.log.Warn("close the firewall rule of an ended lease", "rule", r.Name, "lease", r.LeaseID, "err", err)
-				continue
-			}
-			d.log.Info("firewall rule closed with its lease", "rule", r.Name, "lease", r.LeaseID, "port", r.Port)
-		}
-	}
-	if err := sub.Err(); err != nil && !errors.Is(err, broker.ErrClosed) {
-		d.log.Warn("firewall cleanup stopped watching leases", "err", err)
-	}
 }
 
 // refreshRanges keeps the pool clear of OS ranges that move.

@@ -52,14 +52,20 @@ const (
 // owner.
 //
 // The service pipe is owned by Administrators, so creating it takes SYSTEM
-// or an elevated administrator. Interactive users may read and write data
-// but not FILE_CREATE_PIPE_INSTANCE (FILE_APPEND_DATA, part of GENERIC_WRITE):
-// with it they could add an instance of the service's pipe and answer its
-// clients. Every other pipe grants its user alone.
+// or an elevated administrator. Users logged on interactively (IU), over
+// the network (NU: SSH and WinRM sessions) or as a batch job (S-1-5-3:
+// scheduled tasks) may read and write data but not
+// FILE_CREATE_PIPE_INSTANCE (FILE_APPEND_DATA, part of GENERIC_WRITE): with
+// it they could add an instance of the service's pipe and answer its
+// clients. NU admits no remote client: the pipe rejects remote clients
+// (go-winio creates it with PIPE_REJECT_REMOTE_CLIENTS), so only local
+// processes of such sessions connect. Service accounts are left out: a
+// service that needs ports runs its own daemon. Every other pipe grants
+// its user alone.
 func pipeSDDL(path, user string) string {
 	if strings.EqualFold(path, servicePipe) {
 		// 0x12008b: FILE_GENERIC_READ | FILE_WRITE_DATA.
-		return "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)"
+		return "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)(A;;0x12008b;;;NU)(A;;0x12008b;;;S-1-5-3)"
 	}
 	return "O:" + user + "D:P(A;;GA;;;" + user + ")"
 }

@@ -16,7 +16,7 @@ func TestServiceAddrParses(t *testing.T) {
 
 func TestPipeSDDL(t *testing.T) {
 	const user = "S-1-5-21-1-2-3-1001"
-	service := "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)"
+	service := "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)(A;;0x12008b;;;NU)(A;;0x12008b;;;S-1-5-3)"
 	private := "O:" + user + "D:P(A;;GA;;;" + user + ")"
 	tests := []struct {
 		path, want string

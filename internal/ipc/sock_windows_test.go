@@ -20,9 +20,6 @@ func testPipeAddr() string {
 }
 
 func TestListenPipeInUse(t *testing.T) {
-	if os.Getenv("PORTBROKER_UNDER_WINE") != "" {
-		t.Skip("Wine lets a second first instance of a pipe be created")
-	}
 	addr := testPipeAddr()
 	listen(t, addr)
 	ln, err := Listen(addr)
@@ -151,6 +148,8 @@ func TestListenPipeSecurity(t *testing.T) {
 			sidSystem: fileAllAccess,
 			sidAdmins: fileAllAccess,
 			"S-1-5-4": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // INTERACTIVE
+			"S-1-5-2": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // NETWORK (SSH)
+			"S-1-5-3": windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA, // BATCH
 		}},
 	}
 	for _, tt := range tests {
@@ -159,6 +158,9 @@ func TestListenPipeSecurity(t *testing.T) {
 			_, path, _ := ParseAddr(addr)
 			ln, err := listenPipeSDDL(addr, path, tt.sddl)
 			if tt.owner == sidAdmins && !elevated {
+				if underWine() {
+					t.Skip("Wine lets an unelevated process make Administrators a pipe's owner")
+				}
 				// Windows refuses Administrators as owner for an unelevated
 				// process: only the service or an administrator may serve.
 				if err == nil {
@@ -195,6 +197,9 @@ func TestListenServiceAddr(t *testing.T) {
 	case errors.Is(err, ErrAddrInUse):
 		t.Skipf("the portbrokerd service already serves %s here", ServiceAddr)
 	case !windows.GetCurrentProcessToken().IsElevated():
+		if underWine() {
+			t.Skip("Wine lets an unelevated process make Administrators a pipe's owner")
+		}
 		if err == nil {
 			ln.Close()
 			t.Fatalf("an unelevated process serves %s", ServiceAddr)
@@ -211,8 +216,37 @@ func TestListenServiceAddr(t *testing.T) {
 	if owner, _, err := sd.Owner(); err != nil || owner.String() != sidAdmins {
 		t.Errorf("owner of %s = %v, %v; want Administrators", sd, owner, err)
 	}
-	if got := allowed(t, sd)["S-1-5-4"]; got != windows.FILE_GENERIC_READ|windows.FILE_WRITE_DATA {
-		t.Errorf("interactive users get %#x on %s; want read and write data", got, sd)
+	for _, sid := range []string{"S-1-5-4", "S-1-5-2", "S-1-5-3"} {
+		if got := allowed(t, sd)[sid]; got != windows.FILE_GENERIC_READ|windows.FILE_WRITE_DATA {
+			t.Errorf("%s gets %#x on %s; want read and write data", sid, got, sd)
+		}
+	}
+}
+
+// The service pipe's descriptor, as Windows parses it: interactive, network
+// (SSH) and batch logons may read and write data, and nothing more; only
+// SYSTEM and Administrators get all. Unlike TestListenServiceAddr, this
+// needs no elevation, so it runs under Wine too.
+func TestServicePipeGrants(t *testing.T) {
+	sd, err := windows.SecurityDescriptorFromString(pipeSDDL(servicePipe, "S-1-5-21-1-2-3-1001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const data = windows.FILE_GENERIC_READ | windows.FILE_WRITE_DATA
+	want := map[string]uint32{
+		sidSystem: fileAllAccess,
+		sidAdmins: fileAllAccess,
+		"S-1-5-4": data, // INTERACTIVE
+		"S-1-5-2": data, // NETWORK: SSH and WinRM sessions
+		"S-1-5-3": data, // BATCH: scheduled tasks
+	}
+	if diff := cmp.Diff(want, allowed(t, sd)); diff != "" {
+		t.Errorf("allow entries of %s (-want +got):\n%s", sd, diff)
+	}
+	for sid, mask := range allowed(t, sd) {
+		if sid != sidSystem && sid != sidAdmins && mask&windows.FILE_APPEND_DATA != 0 {
+			t.Errorf("%s may create pipe instances (FILE_APPEND_DATA) on the service pipe", sid)
+		}
 	}
 }
 

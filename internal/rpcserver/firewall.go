@@ -22,7 +22,12 @@ type FirewallRule struct {
 // elsewhere the server answers Unimplemented.
 type Firewall interface {
 	OpenFirewall(rule FirewallRule) (FirewallRule, error)
+	// CloseFirewall deletes every broker rule for port that covers a
+	// protocol proto covers.
 	CloseFirewall(port uint16, proto broker.Protocol) ([]FirewallRule, error)
+	// CloseFirewallRule deletes the broker rule called name, and no other;
+	// found is false when there is none.
+	CloseFirewallRule(name string) (rule FirewallRule, found bool, err error)
 	ListFirewallRules() ([]FirewallRule, error)
 }
 
@@ -37,9 +42,25 @@ func (s *Server) OpenFirewall(_ context.Context, req *brokerpb.OpenFirewallReque
 	if err != nil {
 		return nil, err
 	}
-	rule, err := s.firewall.OpenFirewall(FirewallRule{Port: port, Protocol: proto, Program: req.GetProgram(), LeaseID: req.GetLeaseId()})
+	leaseID := req.GetLeaseId()
+	if leaseID != "" {
+		if _, err := s.b.Get(leaseID); err != nil {
+			return nil, statusError(codes.NotFound, ReasonNotFound, fmt.Sprintf("lease_id: no live lease %s to tie the rule to", leaseID))
+		}
+	}
+	rule, err := s.firewall.OpenFirewall(FirewallRule{Port: port, Protocol: proto, Program: req.GetProgram(), LeaseID: leaseID})
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	// The daemon closes a lease's rules when the lease ends; a lease that
+	// ended while netsh ran is gone before its rule existed.
+	if leaseID != "" {
+		if _, err := s.b.Get(leaseID); err != nil {
+			if _, _, cerr := s.firewall.CloseFirewallRule(rule.Name); cerr != nil {
+				return nil, statusError(codes.Internal, ReasonInternal, fmt.Sprintf("lease %s ended while its rule %s was opened, and closing the rule failed: %v", leaseID, rule.Name, cerr))
+			}
+			return nil, statusError(codes.NotFound, ReasonNotFound, fmt.Sprintf("lease_id: lease %s ended while its rule was opened; the rule is closed again", leaseID))
+		}
 	}
 	return &brokerpb.OpenFirewallResponse{Rule: ruleToPB(rule)}, nil
 }

@@ -311,3 +311,29 @@ func (f firewall) close(ctx context.Context, port uint16, proto broker.Protocol)
 	}
 	return removed, nil
 }
+
+// closeRule deletes the broker's rule called name, and only it, and returns
+// it; found is false when there is no such rule. A lease's cleanup uses it,
+// so a rule opened for the same port without that lease stays.
+func (f firewall) closeRule(ctx context.Context, name string) (rule FirewallRule, found bool, err error) {
+	if _, ok := parseFirewallRuleName(name); !ok {
+		return FirewallRule{}, false, &broker.FieldError{Field: "name", Rule: fmt.Sprintf("must be a rule name the broker makes (%s<port>/<protocol>[:<lease ID>]), not %q", FirewallRulePrefix, name)}
+	}
+	if !f.elevated() {
+		return FirewallRule{}, false, fmt.Errorf("close firewall rule %s: %w", name, errNotElevated)
+	}
+	rules, err := f.list(ctx)
+	if err != nil {
+		return FirewallRule{}, false, err
+	}
+	for _, r := range rules {
+		if r.Name != name {
+			continue
+		}
+		if _, err := f.netsh(ctx, deleteRuleCommand(r.Name)); err != nil {
+			return FirewallRule{}, false, fmt.Errorf("delete firewall rule %s: %w", r.Name, err)
+		}
+		return r, true, nil
+	}
+	return FirewallRule{}, false, nil
+}

@@ -301,3 +301,53 @@ func TestFirewallCloseErrors(t *testing.T) {
 		t.Errorf("close with a failing netsh = %v, want the listing error", err)
 	}
 }
+
+func TestFirewallCloseRule(t *testing.T) {
+	tests := []struct {
+		name      string
+		found     bool
+		wantCalls []string // after the listing
+	}{
+		{"portbroker:8000/tcp:3f2a9c01b7e4d655", true, []string{deleteRuleCommand("portbroker:8000/tcp:3f2a9c01b7e4d655")}},
+		{"portbroker:5353/tcp+udp", true, []string{deleteRuleCommand("portbroker:5353/tcp+udp")}},
+		// Same port and protocol as a rule of a lease, but no such rule.
+		{"portbroker:8000/tcp", false, nil},
+		{"portbroker:8000/tcp:another", false, nil},
+	}
+	for _, tt := range tests {
+		n := &fakeFirewallNetsh{show: fixture(t, "firewall-en.txt")}
+		fw := firewall{netsh: n.run, elevated: func() bool { return true }}
+		got, found, err := fw.closeRule(context.Background(), tt.name)
+		if err != nil {
+			t.Fatalf("closeRule(%s): %v", tt.name, err)
+		}
+		if found != tt.found || found && got.Name != tt.name {
+			t.Errorf("closeRule(%s) = %+v, %v; want found %v", tt.name, got, found, tt.found)
+		}
+		if diff := cmp.Diff(append([]string{firewallShowRules}, tt.wantCalls...), n.calls); diff != "" {
+			t.Errorf("closeRule(%s) netsh calls (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestFirewallCloseRuleErrors(t *testing.T) {
+	ctx := context.Background()
+	n := &fakeFirewallNetsh{show: fixture(t, "firewall-en.txt")}
+	fw := firewall{netsh: n.run, elevated: func() bool { return true }}
+	for _, name := range []string{"", "Remote Desktop", "portbroker:0/tcp", `portbroker:80/tcp" dir=out`} {
+		if _, _, err := fw.closeRule(ctx, name); !errors.Is(err, broker.ErrInvalid) || !strings.Contains(err.Error(), "name") {
+			t.Errorf("closeRule(%q) = %v; want a name field error", name, err)
+		}
+	}
+	unelevated := firewall{netsh: n.run, elevated: func() bool { return false }}
+	if _, _, err := unelevated.closeRule(ctx, "portbroker:8000/tcp"); !errors.Is(err, broker.ErrPermission) {
+		t.Errorf("closeRule without elevation = %v; want ErrPermission", err)
+	}
+	if len(n.calls) != 0 {
+		t.Errorf("netsh ran for refused calls: %q", n.calls)
+	}
+	failing := firewall{netsh: (&fakeFirewallNetsh{show: fixture(t, "firewall-en.txt"), fail: map[string]error{"advfirewall firewall delete": errors.New("exit status 1")}}).run, elevated: func() bool { return true }}
+	if _, found, err := failing.closeRule(ctx, "portbroker:9000/udp"); err == nil || found || !strings.Contains(err.Error(), "portbroker:9000/udp") {
+		t.Errorf("closeRule with a failing delete = %v, found %v; want an error naming the rule", err, found)
+	}
+}

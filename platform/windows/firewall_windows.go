@@ -36,6 +36,12 @@ func (h *Host) CloseFirewall(port uint16, proto broker.Protocol) ([]FirewallRule
 	return systemFirewall.close(context.Background(), port, proto)
 }
 
+// CloseFirewallRule deletes the broker's rule called name, and no other,
+// and returns it; found is false when there is none. It needs elevation.
+func (h *Host) CloseFirewallRule(name string) (rule FirewallRule, found bool, err error) {
+	return systemFirewall.closeRule(context.Background(), name)
+}
+
 // ListFirewallRules returns the broker's inbound rules, read from `netsh
 // advfirewall firewall show rule name=all dir=in verbose`. It needs no
 // elevation. Under Wine, whose netsh prints nothing, it returns none.

@@ -23,7 +23,7 @@ var (
 // it (PIDs 0 and 4, ProtectedNames, service accounts).
 //
 // The command line is empty when Windows will not give it (protected
-// processes, and Wine, which lacks ProcessCommandLineInformation). The
+// processes, or processes of other users for an unelevated caller). The
 // parent counts as alive only if its PID names a process that started no
 // later than this one, since Windows reuses the PIDs of exited parents.
 //
@@ -107,7 +107,7 @@ func inspectHandle(hp xwin.Handle, canWait bool, pid int, snap snapshot) (broker
 	info := broker.ProcessInfo{
 		Process: broker.Process{PID: pid, StartTime: start, Name: name, User: userSID(hp)},
 		Exe:     exe,
-		Cmdline: commandLine(hp),
+		Cmdline: commandLine(hp, pid),
 	}
 	if inSnap {
 		info.PPID = entry.PPID
@@ -171,43 +171,6 @@ func imagePath(h xwin.Handle) string {
 			return ""
 		}
 	}
-}
-
-// commandLine returns the process's command line split into arguments, or
-// nil when Windows will not give it. ProcessCommandLineInformation (Windows
-// 8.1 and later) needs only PROCESS_QUERY_LIMITED_INFORMATION, unlike
-// reading the command line out of the process's PEB, which needs
-// PROCESS_VM_READ and knowledge of undocumented layouts.
-func commandLine(h xwin.Handle) []string {
-	// The answer is a UNICODE_STRING whose buffer follows it. Words keep it
-	// aligned for the pointer inside.
-	buf := make([]uint64, 256)
-	for range 4 {
-		var n uint32
-		err := xwin.NtQueryInformationProcess(h, xwin.ProcessCommandLineInformation, unsafe.Pointer(&buf[0]), uint32(8*len(buf)), &n)
-		switch {
-		case errors.Is(err, xwin.STATUS_INFO_LENGTH_MISMATCH) || errors.Is(err, xwin.STATUS_BUFFER_TOO_SMALL) || errors.Is(err, xwin.STATUS_BUFFER_OVERFLOW):
-			if int(n) <= 8*len(buf) {
-				return nil
-			}
-			buf = make([]uint64, (n+7)/8)
-			continue
-		case err != nil:
-			return nil
-		}
-		s := (*xwin.NTUnicodeString)(unsafe.Pointer(&buf[0])).String()
-		if s == "" {
-			// DecomposeCommandLine would not do, and CommandLineToArgv
-			// reports our own executable for an empty line.
-			return nil
-		}
-		args, err := xwin.DecomposeCommandLine(s)
-		if err != nil {
-			return nil
-		}
-		return args
-	}
-	return nil
 }
 
 // snapshot is the process list at one moment.

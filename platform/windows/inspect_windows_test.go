@@ -42,11 +42,13 @@ func TestInspectChild(t *testing.T) {
 	if info.System || info.Orphan() {
 		t.Errorf("Inspect(child): system %v, orphan %v; want neither", info.System, info.Orphan())
 	}
-	// Wine lacks ProcessCommandLineInformation and gives no command line.
-	if len(info.Cmdline) > 0 || os.Getenv("PORTBROKER_UNDER_WINE") == "" {
-		if diff := cmp.Diff(c.cmd.Args[1:], info.Cmdline[min(1, len(info.Cmdline)):]); diff != "" {
-			t.Errorf("command line arguments (-want +got):\n%s", diff)
-		}
+	// Wine lacks ProcessCommandLineInformation: there the line comes from
+	// the child's PEB.
+	if len(info.Cmdline) == 0 {
+		t.Fatalf("Inspect(child).Cmdline is empty; want %q", c.cmd.Args)
+	}
+	if diff := cmp.Diff(c.cmd.Args[1:], info.Cmdline[1:]); diff != "" {
+		t.Errorf("command line arguments (-want +got):\n%s", diff)
 	}
 }
 
