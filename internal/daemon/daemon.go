@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -92,6 +93,13 @@ func Run(ctx context.Context, cfg Config, host Host, log *slog.Logger, ready fun
 // listens. It fails, naming the other daemon, when one already serves the
 // state dir or the address.
 func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemon, err error) {
+	// A host that reads the OS connection table names loopback TCP callers
+	// where the transport cannot (Windows).
+	if o, ok := host.(interface {
+		ConnOwner(local, remote netip.AddrPort) (int, bool, error)
+	}); ok {
+		ipc.SetConnOwner(o.ConnOwner)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

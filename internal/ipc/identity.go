@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"sync/atomic"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -178,3 +180,16 @@ func IdentityFrom(ctx context.Context) (id Identity, ok bool) {
 	}
 	return ai.id, true
 }
+
+// ConnOwnerFunc names the process owning the TCP connection whose local
+// end is local and remote end is remote; ok is false when the OS does not
+// say.
+type ConnOwnerFunc func(local, remote netip.AddrPort) (pid int, ok bool, err error)
+
+var connOwner atomic.Pointer[ConnOwnerFunc]
+
+// SetConnOwner gives the daemon's way of reading the OS connection table
+// where the transport has none of its own (Windows: the owner tables in
+// platform/windows, which this package, shared with clients, does not
+// import). Until it is set, loopback TCP peers there stay unknown.
+func SetConnOwner(f ConnOwnerFunc) { connOwner.Store(&f) }

@@ -3,8 +3,6 @@ package ipc
 import (
 	"fmt"
 	"net"
-
-	winplat "github.com/portbroker/portbroker/platform/windows"
 )
 
 // tcpPeer names the process at the other end of a loopback TCP connection
@@ -13,12 +11,16 @@ import (
 // and its owner the peer. A peer the table does not name stays unknown, so
 // it needs the token and may not ask for kills.
 func tcpPeer(c *net.TCPConn) (Identity, error) {
+	owner := connOwner.Load()
+	if owner == nil {
+		return Identity{}, nil
+	}
 	local, lok := c.LocalAddr().(*net.TCPAddr)
 	remote, rok := c.RemoteAddr().(*net.TCPAddr)
 	if !lok || !rok {
 		return Identity{}, fmt.Errorf("TCP peer: connection has no TCP addresses")
 	}
-	pid, ok, err := winplat.ConnOwner(remote.AddrPort(), local.AddrPort())
+	pid, ok, err := (*owner)(remote.AddrPort(), local.AddrPort())
 	if err != nil || !ok {
 		return Identity{}, err
 	}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"testing"
+
+	winplat "github.com/portbroker/portbroker/platform/windows"
 )
 
 // TestTCPPeerFromOwnerTable: the daemon's end of a loopback TCP connection
@@ -11,6 +13,7 @@ import (
 // user, as the kernel names a pipe client. Wine 8 reports owner PID 0 for
 // every socket, so there the peer stays unknown, never misnamed.
 func TestTCPPeerFromOwnerTable(t *testing.T) {
+	SetConnOwner(winplat.ConnOwner)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

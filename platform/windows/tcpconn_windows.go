@@ -11,6 +11,12 @@ import (
 // sockets only, with their owners.
 const tcpTableOwnerPIDConnections = 4
 
+// ConnOwner is the package's ConnOwner, for the daemon to name loopback
+// TCP callers (ipc.SetConnOwner).
+func (h *Host) ConnOwner(local, remote netip.AddrPort) (pid int, ok bool, err error) {
+	return ConnOwner(local, remote)
+}
+
 // ConnOwner returns the PID of the process owning the TCP connection whose
 // local end is local and remote end is remote, from the owner tables; ok
 // is false when no such connection is listed, or its owner is not told
