@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ func TestParseFlags(t *testing.T) {
 		args    []string
 		want    func(c *config)
 		wantErr string
+		// linuxOnly cases expect, elsewhere, the error naming the option.
+		linuxOnly bool
 	}{
 		{name: "defaults", args: nil, want: func(c *config) {}},
 		{name: "quick", args: []string{"--quick"}, want: func(c *config) {
@@ -52,7 +55,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "runs", args: []string{"--runs", "0"}, wantErr: "--runs: "},
 		{name: "versus", args: []string{"--versus", "--portserver", "/p/portserver.py", "--python", "/usr/bin/python3", "--versus-calls", "600"}, want: func(c *config) {
 			c.versus, c.portserver, c.python, c.versusCalls = true, "/p/portserver.py", "/usr/bin/python3", 600
-		}},
+		}, linuxOnly: true},
 		{name: "churn", args: []string{"--churn", "--churn-for", "5s", "--churn-clients", "4", "--churn-owners", "2"}, want: func(c *config) {
 			c.churn, c.churnFor, c.churnClients, c.churnOwners = true, 5*time.Second, 4, 2
 		}},
@@ -71,6 +74,9 @@ func TestParseFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseFlags(tt.args, &strings.Builder{})
+			if tt.linuxOnly && runtime.GOOS != "linux" {
+				tt.wantErr = "runs only on Linux"
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("parseFlags(%q) = %v, want an error containing %q", tt.args, err, tt.wantErr)

@@ -81,6 +81,7 @@ func realDaemon(t *testing.T) (string, *client.Client) {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "state")
 	t.Setenv(ipc.EnvTokenFile, filepath.Join(state, ipc.TokenFile))
+	t.Setenv(ipc.EnvCertFile, filepath.Join(state, ipc.CertFile))
 	first := 20000 + 200*rand.IntN(60)
 	cfg, err := pbdaemon.Settings{
 		Addr:     "tcp://127.0.0.1:0",

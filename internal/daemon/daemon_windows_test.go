@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"os"
 	"testing"
 
 	brokerpb "github.com/portbroker/portbroker/proto/portbroker/v1"
@@ -24,9 +25,14 @@ func TestDaemonServesOverTCP(t *testing.T) {
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", h, err)
 	}
-	// Loopback TCP cannot tell who calls, so the owner must be named.
-	if _, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "anon"}); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("acquire without owner_pid over TCP = %v, want InvalidArgument", err)
+	// Over loopback TCP the owner-PID connection table names the caller,
+	// so owner_pid 0 is this process, as over a pipe.
+	anon, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "anon"})
+	if err != nil {
+		t.Fatalf("acquire without owner_pid over TCP: %v; want the caller named by the connection table", err)
+	}
+	if got := anon.GetLease().GetOwnerPid(); got != int32(os.Getpid()) {
+		t.Errorf("acquire without owner_pid over TCP: owner %d, want this process %d", got, os.Getpid())
 	}
 	owner := startChild(t)
 	watch, err := rpc.WatchLeases(ctx, &brokerpb.WatchLeasesRequest{})
