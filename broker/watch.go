@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // ErrOverflow ends a subscription whose reader fell too far behind.
@@ -40,8 +39,7 @@ type Subscription struct {
 	// stop wakes the feeder when the subscription ends.
 	stop chan struct{}
 	// fed is closed when the feeder has returned.
-	fed       chan struct{}
-	closeOnce sync.Once
+	fed chan struct{}
 }
 
 // Events delivers the events. It is closed when the subscription ends
