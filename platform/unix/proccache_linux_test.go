@@ -3,6 +3,9 @@ package unix
 import (
 	"errors"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,44 +66,51 @@ func TestLookupCacheAge(t *testing.T) {
 	}
 }
 
-// openPidfds counts this process's open pidfds.
-func openPidfds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "anon_inode:[pidfd]" {
-			n++
-		}
-	}
-	return n
-}
-
 // The cache holds at most procCacheSize pidfds and closes those it drops.
+// It counts the pidfds it made itself, not every pidfd of the process:
+// Hosts of other tests close theirs when the collector frees them.
 func TestLookupCacheBounded(t *testing.T) {
 	c := newProcCache()
 	defer c.close()
-	before := openPidfds(t)
+	var fds []int
 	for i := range procCacheSize + 10 {
 		fd, err := xunix.PidfdOpen(os.Getpid(), 0)
 		if err != nil {
 			t.Skipf("pidfd_open: %v", err)
 		}
+		fds = append(fds, fd)
 		c.put(fd, broker.Process{PID: 1_000_000 + i})
 	}
 	if n := len(c.m); n != procCacheSize {
 		t.Errorf("cache holds %d entries, want %d", n, procCacheSize)
 	}
-	if n := openPidfds(t) - before; n != procCacheSize {
-		t.Errorf("%d pidfds open, want %d", n, procCacheSize)
+	// A dropped pidfd's number is reused by the next open: count numbers.
+	open := func() int {
+		n := 0
+		for _, fd := range slices.Compact(slices.Sorted(slices.Values(fds))) {
+			if isPidfdOf(fd, os.Getpid()) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := open(); n != procCacheSize {
+		t.Errorf("%d of its pidfds open, want %d", n, procCacheSize)
 	}
 	c.close()
-	if n := openPidfds(t) - before; n != 0 {
-		t.Errorf("%d pidfds open after close, want 0", n)
+	if n := open(); n != 0 {
+		t.Errorf("%d of its pidfds open after close, want 0", n)
 	}
+}
+
+// isPidfdOf reports whether fd is an open pidfd of pid.
+func isPidfdOf(fd, pid int) bool {
+	name := strconv.Itoa(fd)
+	if target, err := os.Readlink("/proc/self/fd/" + name); err != nil || target != "anon_inode:[pidfd]" {
+		return false
+	}
+	info, err := os.ReadFile("/proc/self/fdinfo/" + name)
+	return err == nil && strings.Contains(string(info), "\nPid:\t"+strconv.Itoa(pid)+"\n")
 }
 
 // BenchmarkLookupUncached is BenchmarkLookup without the cache, to compare.
