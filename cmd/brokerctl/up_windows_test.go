@@ -383,7 +383,13 @@ func TestUpStopWithoutConsole(t *testing.T) {
 // (a minute, so only a stop that never came runs into it).
 func TestUpStopWithConsole(t *testing.T) {
 	if os.Getenv("PORTBROKER_UNDER_WINE") == "1" {
-		t.Skip("under Wine the CTRL_BREAK to the service's group ends its cmd.exe at once with code 1, and up, seeing the service's shell exit, closes its job, which kills web before it handles the break (seen: up says web exited with code 1, web never says it was interrupted)")
+		// Seen under Wine 10: no error sending the break, then up reports
+		// web's shell exited with code 1 and web never says it was
+		// interrupted, even with the job's close (which kills what is
+		// left) delayed by 2s. So either Wine's cmd.exe dies of the
+		// break and its child never gets it, or the group's break never
+		// reaches a grandchild: the graceful path is unproven here.
+		t.Skip("under Wine, CTRL_BREAK to the service's console process group ends its cmd.exe with code 1 and the service itself never handles the break, so a graceful stop cannot be observed")
 	}
 	addr, c := realDaemon(t)
 	u, web, ns := exitStack(t, addr, "60s", xwin.CREATE_NEW_CONSOLE)
