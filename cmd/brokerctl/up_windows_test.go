@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	xwin "golang.org/x/sys/windows"
 
@@ -409,4 +410,54 @@ func projectLeasesWin(t *testing.T, c *client.Client, ns string) map[string]*cli
 		out[l.Name] = l
 	}
 	return out
+}
+
+// killShells kills the cmd.exe processes this process started and waits
+// for them to exit.
+func killShells(t *testing.T) int {
+	t.Helper()
+	snap, err := xwin.CreateToolhelp32Snapshot(xwin.TH32CS_SNAPPROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xwin.CloseHandle(snap)
+	killed := 0
+	var e xwin.ProcessEntry32
+	e.Size = uint32(unsafe.Sizeof(e))
+	for err = xwin.Process32First(snap, &e); err == nil; err = xwin.Process32Next(snap, &e) {
+		if e.ParentProcessID != uint32(os.Getpid()) || !strings.EqualFold(xwin.UTF16ToString(e.ExeFile[:]), "cmd.exe") {
+			continue
+		}
+		h := openChild(t, int(e.ProcessID))
+		if err := xwin.TerminateProcess(h, 1); err != nil {
+			t.Fatalf("kill shell %d: %v", e.ProcessID, err)
+		}
+		if !exited(t, h, failAfter) {
+			t.Fatalf("shell %d still runs %v after TerminateProcess", e.ProcessID, failAfter)
+		}
+		killed++
+	}
+	return killed
+}
+
+// When the hand-over fails (here the suspended shell is killed just
+// before it), up says the service did not start and ends its own lease
+// at once: run in this process, up's lease would otherwise outlive it.
+func TestUpHandOverFailureReleasesLease(t *testing.T) {
+	addr, c := realDaemon(t)
+	dir := writeProject(t, "name: shop\nservices:\n  web:\n    run: "+serviceCommand(t, "web")+"\n")
+	killed := 0
+	testHookHandOver = func(int) { killed = killShells(t) }
+	t.Cleanup(func() { testHookHandOver = nil })
+
+	r := brokerctl(t, "--addr", addr, "up", "-f", filepath.Join(dir, "portbroker.yaml"))
+	if killed != 1 {
+		t.Fatalf("killed %d shells before the hand-over, want web's one", killed)
+	}
+	if r.code != 1 || !strings.Contains(r.stderr, "web did not start") {
+		t.Errorf("up: exit %d, stderr %q; want 1 saying web did not start", r.code, r.stderr)
+	}
+	if l := leaseNamed(t, c, "web"); l != nil {
+		t.Errorf("lease %s of port %d, owned by %d, left after the failed hand-over", l.ID, l.Port, l.OwnerPID)
+	}
 }
