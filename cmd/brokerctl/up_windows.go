@@ -62,10 +62,14 @@ func (h *ownHeld) launch(ctx context.Context, cl *client.Client, spec *launchSpe
 	}
 	rs := &runSpec{name: spec.name, namespace: h.ns, strict: true, argv: []string{shell}, protocol: h.l.Protocol}
 	lease, err := handOver(ctx, h.l, cmd.Process.Pid, rs)
-	if err == nil {
-		if err = resume(); err != nil {
-			releaseQuietly(ctx, lease)
-		}
+	if err != nil {
+		// up's own lease is still up's. The daemon's refusal names the
+		// owner_pid field, which up's user never gave: kept as text, it
+		// is not read as a bad --pid.
+		releaseQuietly(ctx, h.l)
+		err = fmt.Errorf("%v", err)
+	} else if err = resume(); err != nil {
+		releaseQuietly(ctx, lease)
 	}
 	if err != nil {
 		job.Close()
