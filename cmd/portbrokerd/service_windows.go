@@ -129,7 +129,7 @@ func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, statu
 			return true, 1
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(asService(context.Background()))
 	defer cancel()
 	done := make(chan int, 1)
 	go func() { done <- h.run(ctx, h.args, h.out) }()
