@@ -20,7 +20,9 @@ func newServiceCmd() *cobra.Command {
 pipe \\.\pipe\portbroker, which brokerctl falls back to when the user's own
 daemon is not running, and keeps its leases in %ProgramData%\portbroker.
 Flags after -- on install are stored for the service, such as
-"portbrokerd service install -- --log-level debug".`,
+"portbrokerd service install -- --log-level debug". Installed with
+"-- --addr tcp://127.0.0.1:PORT", it serves that address instead, and
+writes its token, certificate and address where users' clients find them.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return serviceCommand(cmd.Context(), args[0], args[1:]...)

@@ -130,3 +130,39 @@ func TestServiceFilesDescriptor(t *testing.T) {
 		}
 	}
 }
+
+// A record another user owns is ignored: anyone may create the service
+// state dir before the service does. Setting a file's owner to another
+// user takes a privilege (SeRestorePrivilege) and a file system that keeps
+// it; where either is missing, as under Wine, the test skips.
+func TestServiceRecordOfAnotherUserIgnored(t *testing.T) {
+	dir := serviceEnv(t)
+	const addr = "tcp://127.0.0.1:7000"
+	path, err := WriteServiceAddr(dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ServiceTCPAddr(); got != addr {
+		t.Fatalf("ServiceTCPAddr() = %q with the caller's own record; want %q", got, addr)
+	}
+	other, err := windows.StringToSid("S-1-5-21-1-2-3-1002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := windows.SetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION, other, nil, nil, nil); err != nil {
+		t.Skipf("cannot give %s another owner: %v", path, err)
+	}
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner, _, err := sd.Owner(); err != nil || owner == nil || !owner.Equals(other) {
+		t.Skipf("the file system did not keep the owner set on %s (got %v, %v)", path, owner, err)
+	}
+	if got := ServiceTCPAddr(); got != "" {
+		t.Errorf("ServiceTCPAddr() = %q from a record owned by another user; want none", got)
+	}
+	if got := serviceStateDirOf(addr); got != "" {
+		t.Errorf("serviceStateDirOf(%s) = %q from a record owned by another user; want none", addr, got)
+	}
+}
