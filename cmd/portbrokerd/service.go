@@ -33,11 +33,6 @@ writes its token, certificate and address where users' clients find them.`,
 // serviceKey marks the context of a daemon the Windows service runs.
 type serviceKey struct{}
 
-// asService marks ctx as the Windows service's, for run to tell the daemon.
-func asService(ctx context.Context) context.Context {
-	return context.WithValue(ctx, serviceKey{}, true)
-}
-
 // isService reports whether the Windows service runs the daemon of ctx.
 func isService(ctx context.Context) bool {
 	on, _ := ctx.Value(serviceKey{}).(bool)

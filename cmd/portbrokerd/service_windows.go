@@ -488,3 +488,8 @@ func checkStateOwner(dir, path string) error {
 	return fmt.Errorf("state dir %s: %s is owned by %s, not SYSTEM or Administrators, so another user may have planted it: remove it (or make Administrators its owner) and start the service again",
 		dir, path, owner)
 }
+
+// asService marks ctx as the Windows service's, for run to tell the daemon.
+func asService(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serviceKey{}, true)
+}

@@ -36,13 +36,3 @@ func clientStateDir(addr string) (string, error) {
 	}
 	return DefaultStateDir()
 }
-
-// sameAddr reports whether a and b name the same broker address.
-func sameAddr(a, b string) bool {
-	na, aa, err := ParseAddr(a)
-	if err != nil {
-		return false
-	}
-	nb, ab, err := ParseAddr(b)
-	return err == nil && na == nb && aa == ab
-}

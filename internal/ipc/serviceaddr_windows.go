@@ -68,3 +68,13 @@ func trustedServiceFile(path string) bool {
 	user, err := currentUserSID()
 	return err == nil && checkPipeOwner(path, owner.String(), user, 0) == nil
 }
+
+// sameAddr reports whether a and b name the same broker address.
+func sameAddr(a, b string) bool {
+	na, aa, err := ParseAddr(a)
+	if err != nil {
+		return false
+	}
+	nb, ab, err := ParseAddr(b)
+	return err == nil && na == nb && aa == ab
+}
