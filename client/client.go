@@ -56,7 +56,9 @@ type options struct {
 
 // WithAddr sets the daemon's address (unix:///path.sock, tcp://127.0.0.1:N,
 // npipe:////./pipe/NAME). Without it, New uses $PORTBROKER_ADDR, else the
-// per-user default address the daemon also uses.
+// per-user default address the daemon also uses; on Windows that falls
+// back to the service's pipe, then to the TCP address the service
+// recorded (ipc.ServiceTCPAddr), before auto-start.
 func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
 
 // WithDialTimeout bounds how long New waits for the daemon to answer
@@ -91,7 +93,21 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c, err := dial(ctx, addr, o.dialTimeout)
-	if err == nil || !o.autoStart || !isDefault || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+	if err == nil || !isDefault || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		return c, err
+	}
+	// As Dial falls back from the user's pipe to the Windows service's,
+	// the default address falls back to the service's TCP address when
+	// the service serves one (ipc.ServiceTCPAddr); the token and
+	// certificate are then read from the service's state dir.
+	if svcAddr := ipc.ServiceTCPAddr(); svcAddr != "" {
+		sc, svcErr := dial(ctx, svcAddr, o.dialTimeout)
+		if svcErr == nil {
+			return sc, nil
+		}
+		err = fmt.Errorf("%w; %v", err, svcErr)
+	}
+	if !o.autoStart {
 		return c, err
 	}
 	if err := startDaemon(ctx, addr); err != nil {

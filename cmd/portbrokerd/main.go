@@ -107,6 +107,7 @@ config file (--config, else portbroker.yaml in the user config dir).`,
 				return usageError{err}
 			}
 			cfg.Version = version.Get().String()
+			cfg.Service = isService(cmd.Context())
 			return serve(cmd.Context(), cfg, log)
 		},
 	}

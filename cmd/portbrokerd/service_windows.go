@@ -129,7 +129,7 @@ func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, statu
 			return true, 1
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(asService(context.Background()))
 	defer cancel()
 	done := make(chan int, 1)
 	go func() { done <- h.run(ctx, h.args, h.out) }()
@@ -487,4 +487,9 @@ func checkStateOwner(dir, path string) error {
 	}
 	return fmt.Errorf("state dir %s: %s is owned by %s, not SYSTEM or Administrators, so another user may have planted it: remove it (or make Administrators its owner) and start the service again",
 		dir, path, owner)
+}
+
+// asService marks ctx as the Windows service's, for run to tell the daemon.
+func asService(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serviceKey{}, true)
 }

@@ -37,6 +37,11 @@ type Config struct {
 	// ConfigFile is the config file the settings came from, if any, for
 	// GetStatus to name.
 	ConfigFile string
+	// Service is set when the daemon runs as the Windows service. On
+	// loopback TCP it then shares its token and certificate with the
+	// users its pipe admits, records its address for their clients
+	// (ipc.WriteServiceAddr) and lets any of them call with the token.
+	Service bool
 }
 
 // Settings are the raw values a config file, the environment and flags

@@ -61,7 +61,9 @@ type Daemon struct {
 	host    Host
 	fw      rpcserver.Firewall
 	pidPath string
-	mark    *commitMark
+	// addrPath is the service's address record, removed on Close.
+	addrPath string
+	mark     *commitMark
 	// warnings are what the daemon found wrong at start and keeps saying.
 	warnings []string
 }
@@ -166,7 +168,23 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	// certificate clients pin, and callers need a new token only the
 	// daemon's user can read; sockets and pipes identify their peers.
 	var token, tokenPath string
-	if network, _, _ := ipc.ParseAddr(cfg.Addr); network == ipc.NetworkTCP {
+	network, _, _ := ipc.ParseAddr(cfg.Addr)
+	switch {
+	case network == ipc.NetworkTCP && cfg.Service:
+		// The service serves every user its pipe admits; the token's
+		// DACL, granted to exactly them, is the gate.
+		if token, tokenPath, err = ipc.RotateServiceToken(cfg.StateDir); err != nil {
+			return nil, err
+		}
+		cert, _, err := ipc.NewServiceCert(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		if d.addrPath, err = ipc.WriteServiceAddr(cfg.StateDir, d.cfg.Addr); err != nil {
+			return nil, err
+		}
+		creds = append(creds, ipc.WithTLS(cert))
+	case network == ipc.NetworkTCP:
 		if token, tokenPath, err = ipc.RotateToken(cfg.StateDir); err != nil {
 			return nil, err
 		}
@@ -345,6 +363,9 @@ func (d *Daemon) Close() {
 	}
 	if d.pidPath != "" {
 		os.Remove(d.pidPath)
+	}
+	if d.addrPath != "" {
+		os.Remove(d.addrPath)
 	}
 	if d.broker != nil {
 		d.broker.Close()

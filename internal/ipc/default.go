@@ -65,9 +65,34 @@ const (
 func pipeSDDL(path, user string) string {
 	if strings.EqualFold(path, servicePipe) {
 		// 0x12008b: FILE_GENERIC_READ | FILE_WRITE_DATA.
-		return "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12008b;;;IU)(A;;0x12008b;;;NU)(A;;0x12008b;;;S-1-5-3)"
+		return "O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)" + serviceUserACEs("0x12008b")
 	}
 	return "O:" + user + "D:P(A;;GA;;;" + user + ")"
+}
+
+// serviceUsers are the principals the service serves besides SYSTEM and
+// Administrators (see pipeSDDL): its pipe and the files its TCP clients
+// read (serviceFileSDDL) both grant them from this one list, so the two
+// cannot drift apart.
+var serviceUsers = []string{"IU", "NU", "S-1-5-3"}
+
+// serviceUserACEs allows each of serviceUsers rights.
+func serviceUserACEs(rights string) string {
+	var b strings.Builder
+	for _, u := range serviceUsers {
+		b.WriteString("(A;;" + rights + ";;;" + u + ")")
+	}
+	return b.String()
+}
+
+// serviceFileSDDL is the protected DACL of the files the Windows service
+// writes on loopback TCP for its clients (its token, certificate and
+// address): SYSTEM and Administrators get full access, the users its pipe
+// admits read access (FR: FILE_GENERIC_READ), nobody else any. Protected,
+// so the state dir's DACL (SYSTEM and Administrators only) is not
+// inherited on top.
+func serviceFileSDDL() string {
+	return "D:P(A;;FA;;;SY)(A;;FA;;;BA)" + serviceUserACEs("FR")
 }
 
 // fallbackPipe returns where Dial goes when the pipe at path does not

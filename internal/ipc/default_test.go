@@ -116,3 +116,61 @@ func TestCheckPipeOwner(t *testing.T) {
 		}
 	}
 }
+
+// sddlACEs parses the DACL of an SDDL string made of allow entries
+// without flags into trustee -> rights, failing on anything else.
+func sddlACEs(t *testing.T, sddl string) (protected bool, aces map[string]string) {
+	t.Helper()
+	_, dacl, ok := strings.Cut(sddl, "D:")
+	if !ok {
+		t.Fatalf("%s has no DACL", sddl)
+	}
+	protected = strings.HasPrefix(dacl, "P(")
+	dacl = strings.TrimPrefix(dacl, "P")
+	aces = make(map[string]string)
+	re := regexp.MustCompile(`^\(A;;([^;()]+);;;([^;()]+)\)`)
+	for dacl != "" {
+		m := re.FindStringSubmatch(dacl)
+		if m == nil {
+			t.Fatalf("%s: unexpected entry at %q", sddl, dacl)
+		}
+		if _, dup := aces[m[2]]; dup {
+			t.Fatalf("%s: %s named twice", sddl, m[2])
+		}
+		aces[m[2]] = m[1]
+		dacl = dacl[len(m[0]):]
+	}
+	return protected, aces
+}
+
+// The files the service writes for its TCP clients are protected, give
+// SYSTEM and Administrators full access and read access to exactly the
+// principals its pipe admits besides them.
+func TestServiceFileSDDL(t *testing.T) {
+	sddl := serviceFileSDDL()
+	if strings.Contains(sddl, "O:") || strings.Contains(sddl, "G:") {
+		t.Errorf("serviceFileSDDL() = %s names an owner or group; the creator owns it", sddl)
+	}
+	protected, file := sddlACEs(t, sddl)
+	if !protected || !strings.HasPrefix(sddl, "D:P(") {
+		t.Errorf("serviceFileSDDL() = %s is not protected (D:P): the state dir's entries would be inherited", sddl)
+	}
+	_, pipe := sddlACEs(t, pipeSDDL(servicePipe, "S-1-5-21-1-2-3-1001"))
+	want := map[string]string{"SY": "FA", "BA": "FA"}
+	for who := range pipe {
+		if who != "SY" && who != "BA" {
+			want[who] = "FR"
+		}
+	}
+	if len(want) < 3 {
+		t.Fatalf("the service pipe %v admits no users besides SYSTEM and Administrators", pipe)
+	}
+	if len(file) != len(want) {
+		t.Errorf("serviceFileSDDL() grants %v; want %v", file, want)
+	}
+	for who, rights := range want {
+		if file[who] != rights {
+			t.Errorf("serviceFileSDDL() grants %s %q; want %q (all: %v)", who, file[who], rights, file)
+		}
+	}
+}

@@ -225,9 +225,12 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 // reach (and bind while the daemon is down), the client first checks that
 // the server holds the key of the certificate the daemon wrote in its
 // state dir (see NewDaemonCert, pinnedCert), over TLS; only then does
-// each call carry the broker token (see RotateToken), read per call from $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE
-// names, else the token file in $PORTBROKER_STATE_DIR or DefaultStateDir;
-// with none, calls go without it and the daemon's refusal says where it is.
+// each call carry the broker token (see RotateToken), read per call from
+// $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE names, else the
+// token file in $PORTBROKER_STATE_DIR, else in the Windows service's state
+// dir when addr is the address the service recorded (WriteServiceAddr),
+// else in DefaultStateDir; with none, calls go without it and the daemon's
+// refusal says where it is. The certificate is found the same way.
 func DialOptions(addr string) (target string, opts []grpc.DialOption, err error) {
 	network, _, err := ParseAddr(addr)
 	if err != nil {
@@ -236,7 +239,7 @@ func DialOptions(addr string) (target string, opts []grpc.DialOption, err error)
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return Dial(ctx, addr) }
 	creds := insecure.NewCredentials()
 	if network == NetworkTCP {
-		creds = credentials.NewTLS(clientTLS())
+		creds = credentials.NewTLS(clientTLS(addr))
 	}
 	opts = []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
@@ -246,7 +249,7 @@ func DialOptions(addr string) (target string, opts []grpc.DialOption, err error)
 		grpc.WithAuthority("localhost"),
 	}
 	if network == NetworkTCP {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{}))
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{addr: addr}))
 	}
 	return "passthrough:///" + addr, opts, nil
 }

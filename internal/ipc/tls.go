@@ -35,6 +35,17 @@ const EnvCertFile = "PORTBROKER_CERT_FILE"
 // stays in memory: a new one each start, so a key read from an old
 // daemon's memory or disk is worth nothing.
 func NewDaemonCert(stateDir string) (tls.Certificate, string, error) {
+	return newDaemonCert(stateDir, createPrivateTemp)
+}
+
+// NewServiceCert is NewDaemonCert for portbrokerd running as the Windows
+// service: the users its pipe admits may read the certificate
+// (serviceFileSDDL). Elsewhere it fails.
+func NewServiceCert(stateDir string) (tls.Certificate, string, error) {
+	return newDaemonCert(stateDir, createServiceTemp)
+}
+
+func newDaemonCert(stateDir string, create createTempFunc) (tls.Certificate, string, error) {
 	path := filepath.Join(stateDir, CertFile)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -61,7 +72,7 @@ func NewDaemonCert(stateDir string) (tls.Certificate, string, error) {
 	if err != nil {
 		return tls.Certificate{}, path, fmt.Errorf("daemon TLS certificate: %w", err)
 	}
-	if err := replaceFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := replaceFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644, create); err != nil {
 		return tls.Certificate{}, path, fmt.Errorf("write daemon certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, path, nil
@@ -69,9 +80,10 @@ func NewDaemonCert(stateDir string) (tls.Certificate, string, error) {
 
 // replaceFile writes data to a new file beside path and renames it into
 // place, so a reader sees the old file or the new one, never a part, and
-// a symlink planted at path is replaced, not followed.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	f, err := createPrivateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+// a symlink planted at path is replaced, not followed. create makes the
+// new file, with the access it chooses; perm then applies on Unix.
+func replaceFile(path string, data []byte, perm os.FileMode, create createTempFunc) error {
+	f, err := create(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
@@ -107,7 +119,7 @@ func serverTLS(cert tls.Certificate) *tls.Config {
 // one, and refuses any server that does not present exactly those bytes
 // (and prove it holds their key, which TLS does), before any call, and so
 // any token, is sent.
-func clientTLS() *tls.Config {
+func clientTLS(addr string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{"h2"},
@@ -115,7 +127,7 @@ func clientTLS() *tls.Config {
 		// that check with a stricter one.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			want, path, err := pinnedCert()
+			want, path, err := pinnedCert(addr)
 			if err != nil {
 				return err
 			}
@@ -127,16 +139,14 @@ func clientTLS() *tls.Config {
 	}
 }
 
-// pinnedCert reads the certificate a client pins: the file $PORTBROKER_CERT_FILE
-// names, else CertFile in $PORTBROKER_STATE_DIR or DefaultStateDir.
-func pinnedCert() (der []byte, path string, err error) {
+// pinnedCert reads the certificate a client of addr pins: the file
+// $PORTBROKER_CERT_FILE names, else CertFile in clientStateDir(addr).
+func pinnedCert(addr string) (der []byte, path string, err error) {
 	path = os.Getenv(EnvCertFile)
 	if path == "" {
-		dir := os.Getenv(EnvStateDir)
-		if dir == "" {
-			if dir, err = DefaultStateDir(); err != nil {
-				return nil, "", fmt.Errorf("daemon certificate: %w", err)
-			}
+		dir, err := clientStateDir(addr)
+		if err != nil {
+			return nil, "", fmt.Errorf("daemon certificate: %w", err)
 		}
 		path = filepath.Join(dir, CertFile)
 	}

@@ -43,6 +43,22 @@ const tokenBytes = 32
 // left alone, naming the fix: whoever could plant or read it could call
 // the broker as the daemon's user.
 func RotateToken(stateDir string) (token, path string, err error) {
+	return rotateToken(stateDir, createPrivateTemp)
+}
+
+// RotateServiceToken is RotateToken for portbrokerd running as the Windows
+// service: the file grants SYSTEM and Administrators full access and the
+// users the service pipe admits read access (serviceFileSDDL), so that
+// they can call the service over TCP. Elsewhere it fails.
+func RotateServiceToken(stateDir string) (token, path string, err error) {
+	return rotateToken(stateDir, createServiceTemp)
+}
+
+// createTempFunc creates a new file in dir, named by pattern's "*"
+// replaced with random text, with the access it chooses.
+type createTempFunc func(dir, pattern string) (*os.File, error)
+
+func rotateToken(stateDir string, create createTempFunc) (token, path string, err error) {
 	path = filepath.Join(stateDir, TokenFile)
 	f, err := openTokenFile(path)
 	switch {
@@ -58,7 +74,7 @@ func RotateToken(stateDir string) (token, path string, err error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", path, err
 	}
-	token, err = createToken(path)
+	token, err = createToken(path, create)
 	if errors.Is(err, fs.ErrExist) {
 		return "", path, fmt.Errorf("token file %s: created by another process while portbrokerd made its own; is another daemon using this state dir?", path)
 	}
@@ -68,14 +84,14 @@ func RotateToken(stateDir string) (token, path string, err error) {
 // createToken writes a new token beside path and links it into place, so
 // that nobody ever reads a half-written token and a token another process
 // created meanwhile is never replaced (the error then matches fs.ErrExist).
-func createToken(path string) (string, error) {
+func createToken(path string, create createTempFunc) (string, error) {
 	raw := make([]byte, tokenBytes)
 	if _, err := rand.Read(raw); err != nil {
 		return "", fmt.Errorf("new token: %w", err)
 	}
 	tok := hex.EncodeToString(raw)
 
-	f, err := createPrivateTemp(filepath.Dir(path), TokenFile+".*.tmp")
+	f, err := create(filepath.Dir(path), TokenFile+".*.tmp")
 	if err != nil {
 		return "", fmt.Errorf("create token file: %w", err)
 	}
@@ -100,11 +116,11 @@ func createToken(path string) (string, error) {
 	return tok, nil
 }
 
-// clientToken finds the token a client sends over TCP: $PORTBROKER_TOKEN,
-// else the file $PORTBROKER_TOKEN_FILE names, else TokenFile in
-// $PORTBROKER_STATE_DIR or DefaultStateDir. It returns "" without an error
-// when the last has no token file, so that the daemon can say where it is.
-func clientToken() (string, error) {
+// clientToken finds the token a client of addr sends over TCP:
+// $PORTBROKER_TOKEN, else the file $PORTBROKER_TOKEN_FILE names, else
+// TokenFile in // clientStateDir(addr). It returns "" without an error when the last has
+// no token file, so that the daemon can say where it is.
+func clientToken(addr string) (string, error) {
 	if tok := strings.TrimSpace(os.Getenv(EnvToken)); tok != "" {
 		return tok, nil
 	}
@@ -115,12 +131,9 @@ func clientToken() (string, error) {
 		}
 		return strings.TrimSpace(string(data)), nil
 	}
-	dir := os.Getenv(EnvStateDir)
-	if dir == "" {
-		var err error
-		if dir, err = DefaultStateDir(); err != nil {
-			return "", nil
-		}
+	dir, err := clientStateDir(addr)
+	if err != nil {
+		return "", nil
 	}
 	data, err := os.ReadFile(filepath.Join(dir, TokenFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -134,10 +147,10 @@ func clientToken() (string, error) {
 
 // tokenCreds sends the broker token with every call. It reads the token
 // per call, so a client outlives a daemon restart that made a new one.
-type tokenCreds struct{}
+type tokenCreds struct{ addr string }
 
-func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	tok, err := clientToken()
+func (c tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	tok, err := clientToken(c.addr)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}

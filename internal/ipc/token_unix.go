@@ -44,3 +44,9 @@ func checkTokenFile(f *os.File, path string) error {
 func createPrivateTemp(dir, pattern string) (*os.File, error) {
 	return os.CreateTemp(dir, pattern)
 }
+
+// createServiceTemp fails: only Windows runs portbrokerd as a service
+// whose users read its files.
+func createServiceTemp(dir, _ string) (*os.File, error) {
+	return nil, fmt.Errorf("create a file in %s for the service's users: %w", dir, errors.ErrUnsupported)
+}

@@ -43,7 +43,17 @@ func createPrivateTemp(dir, pattern string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	sd, err := windows.SecurityDescriptorFromString("D:P(A;;FA;;;" + sid + ")")
+	return createTempSDDL(dir, pattern, "D:P(A;;FA;;;"+sid+")")
+}
+
+// createServiceTemp is createPrivateTemp for the service's files, which
+// the users its pipe admits may read (serviceFileSDDL).
+func createServiceTemp(dir, pattern string) (*os.File, error) {
+	return createTempSDDL(dir, pattern, serviceFileSDDL())
+}
+
+func createTempSDDL(dir, pattern, sddl string) (*os.File, error) {
+	sd, err := windows.SecurityDescriptorFromString(sddl)
 	if err != nil {
 		return nil, fmt.Errorf("security descriptor: %w", err)
 	}
