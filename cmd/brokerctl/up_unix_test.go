@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -124,9 +123,8 @@ type served struct {
 
 // upRun is a brokerctl up under test.
 type upRun struct {
-	cmd    *exec.Cmd
-	lines  chan string
-	seen   []string
+	cmd *exec.Cmd
+	upOutput
 	stderr *syncBuf
 }
 
@@ -158,18 +156,12 @@ func startUp(t *testing.T, addr, dir string, args ...string) *upRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upRun{cmd: cmd, lines: make(chan string, 1000), stderr: &syncBuf{}}
+	u := &upRun{cmd: cmd, stderr: &syncBuf{}}
 	cmd.Stderr = u.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		defer close(u.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			u.lines <- sc.Text()
-		}
-	}()
+	u.upOutput = readUpOutput(out, u.stderr)
 	t.Cleanup(func() {
 		if u.cmd.ProcessState == nil {
 			u.cmd.Process.Kill()
@@ -177,36 +169,6 @@ func startUp(t *testing.T, addr, dir string, args ...string) *upRun {
 		}
 	})
 	return u
-}
-
-// line waits for a line of service (or "up") whose text starts with
-// prefix, and returns the text.
-func (u *upRun) line(t *testing.T, service, prefix string) string {
-	t.Helper()
-	match := func(l string) (string, bool) {
-		name, text, _ := strings.Cut(l, " | ")
-		return text, strings.TrimSpace(name) == service && strings.HasPrefix(text, prefix)
-	}
-	for _, l := range u.seen {
-		if text, ok := match(l); ok {
-			return text
-		}
-	}
-	timeout := time.After(failAfter)
-	for {
-		select {
-		case l, ok := <-u.lines:
-			if !ok {
-				t.Fatalf("up ended before %s said %q; output:\n%s\nstderr: %s", service, prefix, strings.Join(u.seen, "\n"), u.stderr)
-			}
-			u.seen = append(u.seen, l)
-			if text, ok := match(l); ok {
-				return text
-			}
-		case <-timeout:
-			t.Fatalf("%s did not say %q within %v; output:\n%s", service, prefix, failAfter, strings.Join(u.seen, "\n"))
-		}
-	}
 }
 
 // served waits for a serving helper's line.

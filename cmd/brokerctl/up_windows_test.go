@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"maps"
 	"net"
@@ -90,9 +89,8 @@ func upService(mode string, args []string) int {
 
 // winUp is a brokerctl up under test.
 type winUp struct {
-	cmd    *exec.Cmd
-	lines  chan string
-	seen   []string
+	cmd *exec.Cmd
+	upOutput
 	stderr *syncBuffer
 }
 
@@ -108,18 +106,12 @@ func startWinUp(t *testing.T, addr, dir string, flags uint32) *winUp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &winUp{cmd: cmd, lines: make(chan string, 1000), stderr: &syncBuffer{}}
+	u := &winUp{cmd: cmd, stderr: &syncBuffer{}}
 	cmd.Stderr = u.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		defer close(u.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			u.lines <- strings.TrimRight(sc.Text(), "\r")
-		}
-	}()
+	u.upOutput = readUpOutput(out, u.stderr)
 	t.Cleanup(func() {
 		if u.cmd.ProcessState == nil {
 			u.cmd.Process.Kill()
@@ -127,36 +119,6 @@ func startWinUp(t *testing.T, addr, dir string, flags uint32) *winUp {
 		}
 	})
 	return u
-}
-
-// line waits for a line of service (or "up") whose text starts with
-// prefix, and returns the text.
-func (u *winUp) line(t *testing.T, service, prefix string) string {
-	t.Helper()
-	match := func(l string) (string, bool) {
-		name, text, _ := strings.Cut(l, " | ")
-		return text, strings.TrimSpace(name) == service && strings.HasPrefix(text, prefix)
-	}
-	for _, l := range u.seen {
-		if text, ok := match(l); ok {
-			return text
-		}
-	}
-	timeout := time.After(failAfter)
-	for {
-		select {
-		case l, ok := <-u.lines:
-			if !ok {
-				t.Fatalf("up ended before %s said %q; output:\n%s\nstderr: %s", service, prefix, strings.Join(u.seen, "\n"), u.stderr)
-			}
-			u.seen = append(u.seen, l)
-			if text, ok := match(l); ok {
-				return text
-			}
-		case <-timeout:
-			t.Fatalf("%s did not say %q within %v; output:\n%s\nstderr: %s", service, prefix, failAfter, strings.Join(u.seen, "\n"), u.stderr)
-		}
-	}
 }
 
 // wait waits for up to exit and returns all its output.
