@@ -83,21 +83,7 @@ func TestSecondUserCannotTouchFirstUsersLeases(t *testing.T) {
 	}
 	holder := exec.Command(os.Args[0], "-test.run=^$")
 	holder.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=listen")
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		holder.Process.Kill()
-		holder.Wait()
-	})
-	var heldPort int
-	if _, err := fmt.Fscan(out, &heldPort); err != nil {
-		t.Fatalf("listening child: %v", err)
-	}
+	heldPort := startReporting(t, holder, "listening child")
 
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Dir = base

@@ -464,21 +464,7 @@ func TestIdleConnectionFloodLeavesOwnerServed(t *testing.T) {
 	flood.Dir = base
 	flood.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=flood", "PORTBROKER_TEST_ADDR="+cfg.Addr, "PORTBROKER_TEST_FLOOD=600")
 	flood.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: other.UID, Gid: other.GID, Groups: []uint32{}}}
-	out, err := flood.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := flood.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		flood.Process.Kill()
-		flood.Wait()
-	})
-	var connected int
-	if _, err := fmt.Fscan(out, &connected); err != nil {
-		t.Fatalf("flooding client: %v", err)
-	}
+	connected := startReporting(t, flood, "flooding client")
 	if connected < 200 {
 		t.Fatalf("the flood opened only %d connections; want more than the daemon's 128 descriptors", connected)
 	}
@@ -564,21 +550,7 @@ func TestSharedModeFairness(t *testing.T) {
 	}
 	holder := exec.Command(os.Args[0], "-test.run=^$", "--secret=hunter2")
 	holder.Env = append(os.Environ(), "PORTBROKER_TEST_CHILD=listen")
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		holder.Process.Kill()
-		holder.Wait()
-	})
-	var heldPort int
-	if _, err := fmt.Fscan(out, &heldPort); err != nil {
-		t.Fatalf("listening child: %v", err)
-	}
+	heldPort := startReporting(t, holder, "listening child")
 
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Dir = base
