@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -443,6 +444,62 @@ func TestBackgroundSync(t *testing.T) {
 		}
 		if n := s.syncs.Load(); n != 3 {
 			t.Fatalf("%d syncs after Close, want 3", n)
+		}
+	})
+}
+
+// The sync hook hears of every sync (background, explicit and closing),
+// in order, with the transaction each made durable.
+func TestSyncHookReportsDurableTxid(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var synced []uint64
+		got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(synced) }
+		s, err := Open(filepath.Join(t.TempDir(), "leases.db"), WithSyncHook(func(txid uint64) {
+			mu.Lock()
+			defer mu.Unlock()
+			synced = append(synced, txid)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		txid := func() uint64 {
+			var id int
+			if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return uint64(id)
+		}
+		var want []uint64
+		if err := s.Put(t.Context(), lease(1)); err != nil {
+			t.Fatal(err)
+		}
+		if len(got()) != 0 {
+			t.Fatalf("hook called %v before any sync", got())
+		}
+		time.Sleep(syncDelay)
+		synctest.Wait()
+		want = append(want, txid())
+		if err := s.Put(t.Context(), lease(2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, txid())
+		if err := s.Delete(t.Context(), lease(1).ID); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, txid())
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got(), want) || !slices.IsSorted(want) || want[0] == want[2] {
+			t.Errorf("hook saw transactions %v, want %v (rising)", got(), want)
+		}
+		if err := s.Sync(); !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("Sync after Close = %v, want ErrClosed", err)
 		}
 	})
 }

@@ -45,7 +45,7 @@ func decodeLastPort(b []byte) (lastPort, error) {
 // first, without holding the names in memory: each record carries the
 // sequence of its last use, and when the bucket passes max records, one
 // scan drops the oldest down to max*7/8, so a scan comes once per max/8
-// new names. Only the committer uses it.
+// new names. Only the caller making a commit uses it.
 type recency struct {
 	max int
 	n   int    // records in the bucket

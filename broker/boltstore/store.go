@@ -1,7 +1,7 @@
 // Package boltstore keeps the broker's leases in a bbolt file so that they
 // survive a restart of the daemon. Every change is written to the file
 // before it returns, and changes that arrive while a commit is under way
-// share the next. Changes are not fsynced on the way: a lease is worth no
+// share the next, which the first of their callers makes. Changes are not fsynced on the way: a lease is worth no
 // more than its owner process, and the only events that lose written but
 // unsynced data (an OS crash, a power loss) also end every owner. The
 // file is synced in the background, soon after a change, and on Close, so
@@ -56,9 +56,10 @@ type Option func(*options)
 type options struct {
 	lockTimeout time.Duration
 	bootID      string
-	// batchHook, for tests, runs in the committer once it has taken the
+	// batchHook, for tests, runs in the committing caller once it has its
 	// first op of a batch and before it gathers the rest.
 	batchHook func()
+	onSync    func(txid uint64)
 }
 
 // WithLockTimeout sets how long Open waits for the file lock; zero or less
@@ -75,6 +76,13 @@ func WithBootID(id string) Option {
 	return func(o *options) { o.bootID = id }
 }
 
+// WithSyncHook has every sync of the file report the transaction it made
+// durable, so that the caller can record how far the file on disk got.
+// f runs after the sync, never on a change's path, and never twice at once.
+func WithSyncHook(f func(txid uint64)) Option {
+	return func(o *options) { o.onSync = f }
+}
+
 func withBatchHook(f func()) Option {
 	return func(o *options) { o.batchHook = f }
 }
@@ -84,16 +92,26 @@ type Store struct {
 	path      string
 	db        *bolt.DB
 	batchHook func()
+	onSync    func(txid uint64)
+	syncMu    sync.Mutex // one sync at a time, so that onSync sees txids in order
 	boot      BootReport
-	recent    *recency // only the committer uses it
+	recent    *recency // only the caller making a commit uses it
 
 	firstMu   sync.Mutex
 	first     *broker.State // what Open read, for the first Load
 	firstTxID int           // the transaction it was read in
 
-	ops     chan *op
-	quit    chan struct{} // closed by Close
-	stopped chan struct{} // closed when the committer has returned
+	// mu guards the commit queue: leading is true while a caller commits,
+	// pending holds the ops that wait for the next commit, and idle is
+	// signalled when leading turns false after Close.
+	mu      sync.Mutex
+	leading bool
+	closing bool
+	pending []*op
+	idle    *sync.Cond
+	batch   []*op // the leader's, reused
+
+	quit chan struct{} // closed by Close
 	// dirty tells the syncer that a commit wrote since its last sync;
 	// synced is closed when the syncer has returned.
 	dirty  chan struct{}
@@ -198,7 +216,6 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	db.NoSync = true
-	go s.run()
 	go s.syncer()
 	return s, nil
 }
@@ -214,13 +231,13 @@ func newStore(db *bolt.DB, path string, o options, v *verified, rep BootReport, 
 		path:      path,
 		db:        db,
 		batchHook: o.batchHook,
+		onSync:    o.onSync,
 		recent:    newRecency(MaxLastPorts),
-		ops:       make(chan *op),
 		quit:      make(chan struct{}),
-		stopped:   make(chan struct{}),
 		dirty:     make(chan struct{}, 1),
 		synced:    make(chan struct{}),
 	}
+	s.idle = sync.NewCond(&s.mu)
 	if rep.Rebooted {
 		if rep.Voided, err = s.voidLeases(salvaged); err != nil {
 			return nil, err
@@ -359,7 +376,17 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
-		<-s.stopped
+		s.mu.Lock()
+		s.closing = true
+		for i, o := range s.pending {
+			o.done <- s.errClosed()
+			s.pending[i] = nil
+		}
+		s.pending = s.pending[:0]
+		for s.leading {
+			s.idle.Wait()
+		}
+		s.mu.Unlock()
 		<-s.synced
 		serr := s.sync()
 		if err := s.db.Close(); err != nil {
@@ -459,8 +486,13 @@ type op struct {
 	nameKey       []byte
 	port          uint16
 	del           [][]byte
-	done          chan error
+	// done, for an op that waits for another caller's commit, receives
+	// its outcome, or errLead when its caller is to make the next commit.
+	done chan error
 }
+
+// errLead tells a waiting caller that the next commit is its to make.
+var errLead = errors.New("lead the next commit")
 
 func (o *op) apply(leases, lastPorts *bolt.Bucket, recent *recency) error {
 	if o.putID != nil {
@@ -479,70 +511,81 @@ func (o *op) apply(leases, lastPorts *bolt.Bucket, recent *recency) error {
 	return nil
 }
 
-// do hands o to the committer and waits for its commit. ctx bounds only
-// the wait to hand it over: once taken, o is committed or failed with its
-// batch, and the caller learns which.
-func (s *Store) do(ctx context.Context, o *op) error {
-	if s.isClosed() {
-		return s.errClosed()
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
-	}
-	o.done = make(chan error, 1)
-	select {
-	case s.ops <- o:
-	case <-s.quit:
-		return s.errClosed()
-	case <-ctx.Done():
-		return fmt.Errorf("state file %s: %w", s.path, ctx.Err())
-	}
-	return <-o.done
-}
-
-// run is the committer. It takes one op, then every op already waiting,
-// and commits them in one transaction: one fsync for the lot. A lone
-// caller pays one fsync and waits for nothing else; callers that arrive
-// during a commit are gathered into the next one.
+// do commits o, together with whatever other changes wait meanwhile. The
+// caller who finds no commit under way makes one in its own goroutine,
+// with every op waiting when it starts: one write of the file for the
+// lot. Callers who arrive during a commit queue up; when it ends, the
+// first of them makes the next one for the whole queue. A lone caller
+// thus commits at once, with no hand-over to another goroutine and back,
+// and concurrent callers share commits.
 //
 // bbolt's own Batch would serve here too, but it holds every batch open for
 // MaxBatchDelay (10ms by default) to wait for company, and a lone caller,
 // the common case on a developer's machine, would pay that on every change.
-func (s *Store) run() {
-	defer close(s.stopped)
-	var batch []*op
-	for {
+//
+// ctx is checked only on the way in: once queued, o is committed or failed
+// with its batch, and the caller learns which.
+func (s *Store) do(ctx context.Context, o *op) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("state file %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return s.errClosed()
+	}
+	if !s.leading {
+		s.leading = true
+		s.mu.Unlock()
+		return s.lead(o)
+	}
+	o.done = make(chan error, 1)
+	s.pending = append(s.pending, o)
+	s.mu.Unlock()
+	if err := <-o.done; err != errLead {
+		return err
+	}
+	return s.lead(o)
+}
+
+// lead commits o and every op waiting, tells each waiter the outcome, and
+// hands the lead to the first op queued meanwhile, if any.
+func (s *Store) lead(o *op) error {
+	if s.batchHook != nil {
+		s.batchHook()
+	}
+	s.mu.Lock()
+	batch := append(append(s.batch[:0], o), s.pending...)
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	s.mu.Unlock()
+
+	err := s.commit(batch)
+	for _, w := range batch[1:] {
+		w.done <- err
+	}
+	clear(batch)
+	s.batch = batch[:0]
+	if err == nil {
 		select {
-		case <-s.quit:
-			return
-		case o := <-s.ops:
-			batch = append(batch, o)
-		}
-		if s.batchHook != nil {
-			s.batchHook()
-		}
-	gather:
-		for {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break gather
-			}
-		}
-		err := s.commit(batch)
-		for i, o := range batch {
-			o.done <- err
-			batch[i] = nil
-		}
-		batch = batch[:0]
-		if err == nil {
-			select {
-			case s.dirty <- struct{}{}:
-			default: // the syncer already knows
-			}
+		case s.dirty <- struct{}{}:
+		default: // the syncer already knows
 		}
 	}
+
+	s.mu.Lock()
+	if len(s.pending) > 0 {
+		next := s.pending[0]
+		n := copy(s.pending, s.pending[1:])
+		s.pending[n] = nil
+		s.pending = s.pending[:n]
+		next.done <- errLead
+	} else {
+		s.leading = false
+		s.idle.Broadcast()
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // syncer syncs the file syncDelay after the first change since its last
@@ -576,12 +619,32 @@ func (s *Store) syncer() {
 	}
 }
 
-// sync makes every written change durable.
+// Sync makes every change written so far durable, as the background sync
+// does, and reports it to the sync hook.
+func (s *Store) Sync() error {
+	if s.isClosed() {
+		return s.errClosed()
+	}
+	return s.sync()
+}
+
+// sync makes every written change durable and reports the transaction it
+// covers to the sync hook.
 func (s *Store) sync() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	// The newest commit when the sync starts is what it covers at least.
+	var txid uint64
+	if err := s.db.View(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil }); err != nil {
+		return fmt.Errorf("sync state file %s: %w", s.path, err)
+	}
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("sync state file %s: %w", s.path, err)
 	}
 	s.syncs.Add(1)
+	if s.onSync != nil {
+		s.onSync(txid)
+	}
 	return nil
 }
 

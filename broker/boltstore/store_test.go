@@ -384,7 +384,7 @@ func TestConcurrentPuts(t *testing.T) {
 	}
 }
 
-// holdBatches returns a batch hook that parks the committer on its next
+// holdBatches returns a batch hook that parks the committing caller on its next
 // batch until release is called, and a release function.
 func holdBatches() (hook func(), release func()) {
 	gate := make(chan struct{})
@@ -392,8 +392,8 @@ func holdBatches() (hook func(), release func()) {
 }
 
 // TestGroupCommit shows that callers who arrive during a commit share the
-// next: the committer is held after taking the first op until every other
-// caller is blocked handing over its own.
+// next: the first caller is held, committing its own op, until every other
+// caller has queued its own.
 func TestGroupCommit(t *testing.T) {
 	const n = 32
 	path := filepath.Join(t.TempDir(), "leases.db")
@@ -405,11 +405,11 @@ func TestGroupCommit(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, n)
 		wg.Go(func() { errs[0] = s.Put(t.Context(), lease(0)) })
-		synctest.Wait() // the committer holds lease 0
+		synctest.Wait() // the first caller commits lease 0
 		for i := 1; i < n; i++ {
 			wg.Go(func() { errs[i] = s.Put(t.Context(), lease(i)) })
 		}
-		synctest.Wait() // the rest wait to hand theirs over
+		synctest.Wait() // the rest queue up
 		release()
 		wg.Wait()
 
@@ -480,7 +480,7 @@ func TestCloseWithPendingOps(t *testing.T) {
 		wg.Go(func() { waiting = s.Put(t.Context(), lease(2)) })
 		synctest.Wait()
 		wg.Go(func() { closeErr = s.Close() })
-		synctest.Wait() // Close waits for the committer; lease 2 gives up
+		synctest.Wait() // Close waits for the commit under way; lease 2 gives up
 		release()
 		wg.Wait()
 		if !errors.Is(waiting, broker.ErrClosed) {

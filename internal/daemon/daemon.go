@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg Config, host Host, log *slog.Logger) (_ *Daemo
 	}
 	// Strings from the OS reach leases, the store and replies only as
 	// valid UTF-8 (see validText).
-	deps := broker.Deps{Store: markedStore{Store: d.store, mark: d.mark}, Processes: validProcesses{host}, Prober: host, Watcher: watcher}
+	deps := broker.Deps{Store: d.store, Processes: validProcesses{host}, Prober: host, Watcher: watcher}
 	// Platforms that can find and stop processes say so by implementing
 	// these; without them InspectPort names no holders and kills are refused.
 	if i, ok := host.(broker.ProcessInspector); ok {
@@ -418,7 +418,10 @@ func (d *Daemon) openStore(cfg Config, host Host, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store, err := openBolt(cfg, host, path, log)
+	if d.mark, err = openCommitMark(markPath, log); err != nil {
+		return err
+	}
+	store, err := openBolt(cfg, host, path, log, boltstore.WithSyncHook(d.mark.record))
 	if err != nil {
 		return err
 	}
@@ -426,16 +429,17 @@ func (d *Daemon) openStore(cfg Config, host Host, log *slog.Logger) error {
 		d.warnings = append(d.warnings, warning)
 	}
 	d.store = store
-	if d.mark, err = openCommitMark(path, markPath, log); err != nil {
+	// The mark starts from the store as it is now, made durable first so
+	// that the mark cannot lead it after a power loss.
+	if err := store.Sync(); err != nil {
 		return err
 	}
 	return nil
 }
 
-func openBolt(cfg Config, host Host, path string, log *slog.Logger) (*boltstore.Store, error) {
+func openBolt(cfg Config, host Host, path string, log *slog.Logger, opts ...boltstore.Option) (*boltstore.Store, error) {
 	// The boot id lets the store void the leases of an earlier boot at
 	// once, and rebuild a file torn by the power loss that ended it.
-	var opts []boltstore.Option
 	if bs, ok := host.(broker.BootSource); ok {
 		id, err := bs.BootID()
 		if err != nil {

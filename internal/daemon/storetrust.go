@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,9 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/portbroker/portbroker/broker"
-	"github.com/portbroker/portbroker/broker/boltstore"
 )
 
 // CommitMarkFile, beside the store, holds the id of the last transaction
@@ -102,56 +98,34 @@ func readMeta(r io.ReaderAt, pageOffset int64) (boltMeta, bool) {
 	return boltMeta{pageSize: e.Uint32(buf[8:]), txid: e.Uint64(buf[boltTxidOffset:])}, true
 }
 
-// commitMark keeps CommitMarkFile up to date. It is written after each
-// commit without an fsync of its own: the store was synced first, so after
-// a crash the mark may lag the store (no warning) but never lead it (no
-// false alarm). Both files stay open, so an update costs two reads and a
-// write.
+// commitMark keeps CommitMarkFile up to date. The store reports each sync
+// with the transaction it made durable, and the mark records it, without
+// an fsync of its own: after a crash or a power loss the mark may lag the
+// store on disk (no warning) but never lead it (no false alarm). Changes
+// made since the last sync (at most a couple of seconds' worth) are not
+// covered; a store swapped for one older than that is.
 type commitMark struct {
 	log    *slog.Logger
 	mu     sync.Mutex
-	store  *os.File // read-only, for its meta pages
 	mark   *os.File
 	last   uint64
 	failed bool
 }
 
-// openCommitMark opens the mark at markPath for the store at storePath
-// and records the store's current transaction.
-func openCommitMark(storePath, markPath string, log *slog.Logger) (*commitMark, error) {
-	store, err := os.Open(storePath)
-	if err != nil {
-		return nil, fmt.Errorf("commit mark: %w", err)
-	}
+// openCommitMark opens (creating) the mark at markPath.
+func openCommitMark(markPath string, log *slog.Logger) (*commitMark, error) {
 	mark, err := os.OpenFile(markPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("commit mark: %w", err)
 	}
-	m := &commitMark{log: log, store: store, mark: mark}
-	m.update()
-	return m, nil
+	return &commitMark{log: log, mark: mark}, nil
 }
 
-// txid is the store's newest valid transaction (see storeTxid).
-func (m *commitMark) txid() (uint64, bool) {
-	first, ok0 := readMeta(m.store, 0)
-	if !ok0 {
-		return 0, false
-	}
-	second, ok1 := readMeta(m.store, int64(first.pageSize))
-	if ok1 && second.txid > first.txid {
-		return second.txid, true
-	}
-	return first.txid, true
-}
-
-// update records the store's current transaction id.
-func (m *commitMark) update() {
+// record notes that the store is durable up to transaction txid.
+func (m *commitMark) record(txid uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	txid, ok := m.txid()
-	if !ok || txid <= m.last {
+	if txid <= m.last {
 		return
 	}
 	// Fixed width, so each write replaces the whole record in place.
@@ -165,9 +139,8 @@ func (m *commitMark) update() {
 	m.last = txid
 }
 
-// Close closes the mark's files.
+// Close closes the mark's file.
 func (m *commitMark) Close() error {
-	m.store.Close()
 	return m.mark.Close()
 }
 
@@ -203,29 +176,4 @@ func checkCommitMark(storePath, markPath string, log *slog.Logger) (warning stri
 	}
 	log.Error("STORE ROLLED BACK: "+warning, "store", storePath, "mark", markPath)
 	return warning, nil
-}
-
-// markedStore is the store that updates the commit mark after every
-// change it made durable.
-type markedStore struct {
-	*boltstore.Store
-	mark *commitMark
-}
-
-var _ broker.Store = markedStore{}
-
-func (s markedStore) Put(ctx context.Context, l broker.Lease) error {
-	err := s.Store.Put(ctx, l)
-	if err == nil {
-		s.mark.update()
-	}
-	return err
-}
-
-func (s markedStore) Delete(ctx context.Context, ids ...string) error {
-	err := s.Store.Delete(ctx, ids...)
-	if err == nil {
-		s.mark.update()
-	}
-	return err
 }
