@@ -25,12 +25,24 @@ func keyOf(p broker.Process) procKey {
 }
 
 func checkWatchable(p broker.Process) error {
+	if err := checkPID(p); err != nil {
+		return err
+	}
+	return checkNotThread(p)
+}
+
+func checkPID(p broker.Process) error {
 	if p.PID <= 0 {
 		return &broker.FieldError{Field: "pid", Rule: fmt.Sprintf("%d: must be positive", p.PID)}
 	}
+	return nil
+}
+
+// checkNotThread refuses a thread id: a thread's exit is not its
+// process's, so watching it would reclaim a lease while the process runs
+// on, or never.
+func checkNotThread(p broker.Process) error {
 	if tgid, ok := threadGroup(p.PID); ok && tgid != p.PID {
-		// A thread's exit is not its process's: watching it would reclaim
-		// a lease while the process runs on, or never.
 		return &broker.FieldError{Field: "pid", Rule: fmt.Sprintf("%d is a thread of process %d, not a process; give the process id", p.PID, tgid)}
 	}
 	return nil

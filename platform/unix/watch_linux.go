@@ -101,7 +101,9 @@ func newPidfdWatcher(lookup func(int) (broker.Process, error), pollInterval time
 // Add watches p. If p has already exited, or its PID now names another
 // process, its exit is delivered at once.
 func (w *pidfdWatcher) Add(p broker.Process) error {
-	if err := checkWatchable(p); err != nil {
+	// pidfd_open itself refuses a thread, so the thread check's
+	// read of /proc runs only to name the process in that refusal.
+	if err := checkPID(p); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -126,8 +128,15 @@ func (w *pidfdWatcher) Add(p broker.Process) error {
 			w.poll = newPollWatcherOn(w.lookup, w.pollInterval, w.queue)
 		}
 		return w.poll.Add(p)
-	case errors.Is(err, xunix.EINVAL):
-		return &broker.FieldError{Field: "pid", Rule: fmt.Sprintf("%d: pidfd_open refuses it (a thread id, not a process id?)", p.PID)}
+	case errors.Is(err, xunix.EINVAL), errors.Is(err, xunix.ENOENT):
+		// A thread id: EINVAL before Linux 6.9, ENOENT since.
+		if terr := checkNotThread(p); terr != nil {
+			return terr
+		}
+		if errors.Is(err, xunix.EINVAL) {
+			return &broker.FieldError{Field: "pid", Rule: fmt.Sprintf("%d: pidfd_open refuses it (a thread id, not a process id?)", p.PID)}
+		}
+		return fmt.Errorf("watch %v: pidfd_open: %w", p, err)
 	case err != nil:
 		return fmt.Errorf("watch %v: pidfd_open: %w", p, err)
 	}
