@@ -31,6 +31,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := watch.Header(); err != nil { // the watch is in place
+		t.Fatal(err)
+	}
 
 	res, err := c.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "web", OwnerPid: int32(owner.Process.Pid)})
 	if err != nil {
@@ -175,6 +178,9 @@ func TestDaemonReclaimsExitedOwner(t *testing.T) {
 	owner := startChild(t)
 	watch, err := c.WatchLeases(ctx, &brokerpb.WatchLeasesRequest{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Header(); err != nil { // the watch is in place
 		t.Fatal(err)
 	}
 	res, err := c.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "web", OwnerPid: int32(owner.Process.Pid)})

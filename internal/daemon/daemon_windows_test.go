@@ -39,6 +39,9 @@ func TestDaemonServesOverTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := watch.Header(); err != nil { // the watch is in place
+		t.Fatal(err)
+	}
 	res, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: "web", OwnerPid: int32(owner.Process.Pid)})
 	if err != nil {
 		t.Fatal(err)

@@ -137,6 +137,9 @@ func TestOrphanedServiceTreeIsStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := watch.Header(); err != nil { // the watch is in place
+		t.Fatal(err)
+	}
 	launcher.Process.Kill()
 	launcher.Wait()
 	for {

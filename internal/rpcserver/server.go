@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -181,6 +182,11 @@ func (s *Server) WatchLeases(req *brokerpb.WatchLeasesRequest, stream grpc.Serve
 		return toStatus(err)
 	}
 	defer sub.Close()
+	// The response headers say the watch is in place: a client that waits
+	// for them misses no change made after.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	for {
 		select {

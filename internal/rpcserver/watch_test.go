@@ -153,3 +153,40 @@ func TestWatcherSlotHeldUntilHandlerReturns(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWatchHeaderMeansLive: once a WatchLeases stream's response headers
+// arrive, the watch is in place, so a lease taken right after shows on
+// it. Without the headers' promise, the acquire can overtake the
+// stream's registration and its event is never sent.
+func TestWatchHeaderMeansLive(t *testing.T) {
+	b, err := broker.Open(t.Context(), broker.Config{
+		Pool: broker.PoolConfig{Range: broker.PortRange{First: 10000, Last: 19999}, Ephemeral: broker.PortRange{First: 32768, Last: 60999}},
+	}, broker.Deps{Store: &memStore{leases: map[string]broker.Lease{}}, Processes: anyProcess{}, Prober: freePorts{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rpc := serve(t, b)
+	for i := range 200 {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		w, err := rpc.WatchLeases(ctx, &brokerpb.WatchLeasesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Header(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := rpc.AcquireLease(ctx, &brokerpb.AcquireLeaseRequest{Name: fmt.Sprint("live-", i), OwnerPid: 4242})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatalf("round %d: no event for the lease taken after the headers: %v", i, err)
+		}
+		if ev.GetLease().GetId() != res.GetLease().GetId() {
+			t.Fatalf("round %d: event for %s, want %s", i, ev.GetLease().GetId(), res.GetLease().GetId())
+		}
+		cancel()
+	}
+}
