@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
+	"github.com/portbroker/portbroker/broker"
 	"github.com/portbroker/portbroker/internal/daemon"
 	"github.com/portbroker/portbroker/platform/unix"
 )
@@ -38,6 +40,34 @@ func BenchmarkDaemon(b *testing.B) {
 				return err
 			})
 		})
+	}
+}
+
+// BenchmarkBrokerPair is BenchmarkDaemon's pair without gRPC: the broker
+// of a daemon on this host (its store, the real bind probe and owner
+// lookup, its logging) called in process, so that what an acquire costs
+// below the transport shows on its own. One op is one Acquire and one
+// Release by one caller.
+func BenchmarkBrokerPair(b *testing.B) {
+	cfg := daemonConfig(b)
+	d, err := daemon.New(b.Context(), cfg, unix.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	br := d.Broker()
+	caller := broker.Caller{PID: os.Getpid(), User: strconv.Itoa(os.Getuid())}
+	ctx := b.Context()
+	i := 0
+	for b.Loop() {
+		i++
+		res, err := br.Acquire(ctx, broker.AcquireRequest{Caller: caller, Name: fmt.Sprintf("bench-%d", i%64), OwnerPID: os.Getpid()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.Release(ctx, caller, res.Lease.ID); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrPIDNotInNamespace matches a TranslatePID error for a PID that names
@@ -27,6 +28,9 @@ func pidNamespace(pid int) string {
 	return link
 }
 
+// ownPIDNamespace is the daemon's PID namespace, which never changes.
+var ownPIDNamespace = sync.OnceValue(func() string { return pidNamespace(os.Getpid()) })
+
 // TranslatePID turns a PID as the caller named it, in the caller's PID
 // namespace, into the PID of the same process in the daemon's. A caller
 // in the daemon's namespace (or one whose namespace is unknown) names PIDs
@@ -34,7 +38,7 @@ func pidNamespace(pid int) string {
 // namespace itself; its PID there is the last entry of the NSpid line of
 // /proc/PID/status.
 func TranslatePID(id Identity, pid int) (int, error) {
-	if pid <= 0 || id.PIDNamespace == "" || id.PIDNamespace == pidNamespace(os.Getpid()) {
+	if pid <= 0 || id.PIDNamespace == "" || id.PIDNamespace == ownPIDNamespace() {
 		return pid, nil
 	}
 	procs, err := os.ReadDir("/proc")
