@@ -21,7 +21,7 @@ import (
 )
 
 func main() {
-	oneProc()
+	tuneRuntime()
 	// Under the Windows service manager the service runs the daemon instead.
 	if code, ok := runAsService(run); ok {
 		os.Exit(code)
