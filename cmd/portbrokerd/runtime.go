@@ -4,28 +4,74 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
 )
 
 // tuneRuntime fits the Go runtime to a daemon whose calls are small and
-// whose heap is mostly long-lived leases. GOMAXPROCS and GOGC in the
-// environment still win.
+// whose heap is mostly long-lived leases. GOMAXPROCS and GOMEMLIMIT in
+// the environment still win.
 //
 // One P: a call's work is tens of microseconds; with more Ps the runtime
 // hands each call between threads (network poller, handler, writer, every
 // blocking syscall), and on a busy or virtual machine each such wake-up
 // costs more than the work itself. Measured with one client over the unix
-// socket: an acquire and release take a third less time, an empty call a
-// quarter. Blocking syscalls still hand the P to another thread, and
-// goroutines are still preempted, so one slow call does not stall others.
+// socket: an acquire takes a quarter less time and 8 or 16 clients are
+// served as fast (BENCHMARKS.md). Blocking syscalls still hand the P to
+// another thread, and goroutines are still preempted, so one slow call
+// does not stall others.
 //
-// GOGC 50: with 10,000 leases the live heap is small but the collector's
-// default headroom (GOGC=100) doubles it; half the headroom took the RSS
-// from 41.7 MB to 36.6 MB at a cost within noise (BENCHMARKS.md).
+// A soft memory limit that follows the live heap (memoryLimit) instead
+// of a lower GOGC: GOGC 50 kept 10,000 leases under 40 MB but cost a
+// fifth of the acquire rate, because with a small heap it doubles the
+// collections; the limit only trims the headroom once the heap is large.
 func tuneRuntime() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		followHeap(func(live uint64) { debug.SetMemoryLimit(memoryLimit(live)) })
 	}
+}
+
+const (
+	memFloor    = 20 << 20 // below this the collector's default pacing rules
+	memOverhead = 8 << 20  // stacks, runtime metadata, connection buffers
+)
+
+// memoryLimit is the soft limit for a live heap of live bytes: never
+// under memFloor, and always half the live heap above it plus the
+// non-heap overhead, so a daemon holding many leases never collects
+// without pause to stay under a limit it has outgrown.
+func memoryLimit(live uint64) int64 {
+	return int64(max(memFloor, memOverhead+live+live/2))
+}
+
+// gcTick carries the finalizer that fires once per collection; the pointer
+// keeps it out of the tiny allocator, where a finalizer may never run.
+type gcTick struct{ _ *int }
+
+// followHeap calls f with the live heap after the start and after every
+// collection, until the returned stop is called. It costs nothing while
+// the daemon is idle: collections are what drive it.
+func followHeap(f func(live uint64)) (stop func()) {
+	var stopped atomic.Bool
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	report := func() {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			f(sample[0].Value.Uint64())
+		}
+	}
+	var onGC func(*gcTick)
+	onGC = func(t *gcTick) {
+		if stopped.Load() {
+			return
+		}
+		report()
+		runtime.SetFinalizer(t, onGC)
+	}
+	report()
+	runtime.SetFinalizer(&gcTick{}, onGC)
+	return func() { stopped.Store(true) }
 }
