@@ -72,6 +72,7 @@ func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger) error {
 	stopping := context.AfterFunc(ctx, func() { notify("STOPPING=1") })
 	defer stopping()
 	err := daemon.Run(ctx, cfg, newHost(), log, func(addr string) {
+		serveOnOneP()
 		notify(fmt.Sprintf("READY=1\nSTATUS=serving %s\nMAINPID=%d", addr, os.Getpid()))
 	})
 	if errors.Is(err, daemon.ErrAlreadyRunning) {

@@ -8,29 +8,31 @@ import (
 	"sync/atomic"
 )
 
-// tuneRuntime fits the Go runtime to a daemon whose calls are small and
-// whose heap is mostly long-lived leases. GOMAXPROCS and GOMEMLIMIT in
-// the environment still win.
-//
-// One P: a call's work is tens of microseconds; with more Ps the runtime
-// hands each call between threads (network poller, handler, writer, every
-// blocking syscall), and on a busy or virtual machine each such wake-up
-// costs more than the work itself. Measured with one client over the unix
-// socket: an acquire takes a quarter less time and 8 or 16 clients are
-// served as fast (BENCHMARKS.md). Blocking syscalls still hand the P to
-// another thread, and goroutines are still preempted, so one slow call
-// does not stall others.
-//
-// A soft memory limit that follows the live heap (memoryLimit) instead
-// of a lower GOGC: GOGC 50 kept 10,000 leases under 40 MB but cost a
-// fifth of the acquire rate, because with a small heap it doubles the
-// collections; the limit only trims the headroom once the heap is large.
+// tuneRuntime fits the Go runtime to a daemon whose heap is mostly
+// long-lived leases: a soft memory limit that follows the live heap
+// (memoryLimit) instead of a lower GOGC. GOGC 50 kept 10,000 leases under
+// 40 MB but cost a fifth of the acquire rate, because with a small heap it
+// doubles the collections; the limit only trims the headroom once the
+// heap is large. GOMEMLIMIT in the environment wins.
 func tuneRuntime() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		followHeap(func(live uint64) { debug.SetMemoryLimit(memoryLimit(live)) })
+	}
+}
+
+// serveOnOneP runs the daemon on one P once it serves, unless GOMAXPROCS
+// is set. A call's work is tens of microseconds; with more Ps the runtime
+// hands each call between threads (network poller, handler, writer, every
+// blocking syscall), and each such wake-up costs more than the work.
+// Measured over the unix socket: an acquire for one client takes a quarter
+// less time, and 8 or 16 clients are served as fast (BENCHMARKS.md).
+// Blocking syscalls still hand the P to another thread, and goroutines are
+// still preempted, so one slow call does not stall others. The start,
+// which decodes the whole store, keeps every P: on one it took a fifth
+// longer with 10,000 leases.
+func serveOnOneP() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 }
 
