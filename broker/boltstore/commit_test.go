@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,5 +90,34 @@ func TestCommitsRacingClose(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeaderGathersReadyCallers: on one P, as the daemon runs, callers
+// whose ops are ready when a commit starts share it instead of each
+// waiting for a commit of its own; and every op lands.
+func TestLeaderGathersReadyCallers(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var commits atomic.Int64
+	path := filepath.Join(t.TempDir(), "leases.db")
+	s := openStore(t, path, withBatchHook(func() { commits.Add(1) }))
+	const callers = 16
+	for round := range 5 {
+		commits.Store(0)
+		var wg sync.WaitGroup
+		for c := range callers {
+			wg.Go(func() {
+				if err := s.Put(t.Context(), lease(round*callers+c)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := commits.Load(); n > callers/4 {
+			t.Errorf("round %d: %d callers ready together took %d commits, want at most %d", round, callers, n, callers/4)
+		}
+	}
+	if n := len(load(t, s).Leases); n != 5*callers {
+		t.Errorf("%d leases in the file, want %d", n, 5*callers)
 	}
 }
