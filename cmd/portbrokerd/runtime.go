@@ -25,11 +25,11 @@ func tuneRuntime() {
 // hands each call between threads (network poller, handler, writer, every
 // blocking syscall), and each such wake-up costs more than the work.
 // Measured over the unix socket: an acquire for one client takes a quarter
-// less time, and 8 or 16 clients are served as fast (BENCHMARKS.md).
-// Blocking syscalls still hand the P to another thread, and goroutines are
-// still preempted, so one slow call does not stall others. The start,
-// which decodes the whole store, keeps every P: on one it took a fifth
-// longer with 10,000 leases.
+// less time, and 8 or 16 clients are served within a few per cent as
+// fast (BENCHMARKS.md). Blocking syscalls still hand the P to another
+// thread, and goroutines are still preempted, so one slow call does not
+// stall others. The start, which decodes the whole store, keeps every P:
+// on one it took a fifth longer with 10,000 leases.
 func serveOnOneP() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)

@@ -68,8 +68,7 @@ func TestFollowHeapSeesEveryCollection(t *testing.T) {
 		held[i] = byte(i)
 	}
 	waitFor("heap grown", func(live uint64) bool { return live >= big })
-	runtime.KeepAlive(held)
-	held = nil
+	runtime.KeepAlive(held) // unreachable from here on
 	waitFor("heap shrunk", func(live uint64) bool { return live < big/2 })
 
 	stop()
